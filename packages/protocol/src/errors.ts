@@ -1,0 +1,52 @@
+/**
+ * Every error MapScale raises is a MapScaleError with a stable `code`.
+ * Callers branch on `code` or `instanceof`, never on message text.
+ */
+export class MapScaleError extends Error {
+  readonly code: string = 'MS_ERROR';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** A peer sent bytes that are not a valid MapScale frame or message. */
+export class ProtocolError extends MapScaleError {
+  override readonly code: string = 'MS_PROTOCOL';
+}
+
+/** A frame's length prefix is over the limit in force; nothing of it was buffered. */
+export class FrameTooLargeError extends ProtocolError {
+  override readonly code = 'MS_FRAME_TOO_LARGE';
+  constructor(readonly size: number, readonly limit: number) {
+    super(`frame of ${size} bytes is over the limit of ${limit} bytes`);
+  }
+}
+
+/** The peers cannot talk: protocol or MapScale versions differ. */
+export class ProtocolVersionError extends MapScaleError {
+  override readonly code = 'MS_PROTOCOL_VERSION';
+}
+
+/** The shared-secret challenge-response failed, in either direction. */
+export class AuthenticationError extends MapScaleError {
+  override readonly code = 'MS_AUTH_FAILED';
+}
+
+/** The connection closed or failed; pending work on it is lost. */
+export class ConnectionClosedError extends MapScaleError {
+  override readonly code: string = 'MS_CONNECTION_CLOSED';
+}
+
+/** The connection could not be opened (refused, unreachable, timed out). */
+export class ConnectError extends ConnectionClosedError {
+  override readonly code = 'MS_CONNECT_FAILED';
+}
+
+/** The peer answered with an error frame; `remoteCode` is its code. */
+export class RemoteProtocolError extends MapScaleError {
+  override readonly code = 'MS_REMOTE_REFUSED';
+  constructor(message: string, readonly remoteCode: string) {
+    super(message);
+  }
+}

@@ -1,0 +1,162 @@
+import type { SerializedError } from './codec.js';
+import { ProtocolError } from './errors.js';
+
+/**
+ * How a work function travels. By value: the class sources from the user's class up to
+ * (not including) WorkFunction, plus the instance's own state. By reference: a module URL
+ * the worker imports and the export to take. Plain functions travel as source.
+ * `state` is msgpack of the instance's own enumerable properties.
+ */
+export type ShippedCode =
+  | { kind: 'function'; source: string }
+  | { kind: 'class'; classes: { name: string; source: string }[]; state: Uint8Array }
+  | { kind: 'module'; url: string; exportName: string; state: Uint8Array };
+
+/** Coordinator → daemon, first frame: who it is and a fresh nonce to be proven against. */
+export interface HelloMessage {
+  type: 'hello';
+  protocol: number;
+  mapscale: string;
+  node: string;
+  nonce: Uint8Array;
+}
+
+/** Daemon → coordinator: its versions, capacity, nonce, and its own proof when it holds a secret. */
+export interface WelcomeMessage {
+  type: 'welcome';
+  protocol: number;
+  mapscale: string;
+  node: string;
+  nonce: Uint8Array;
+  authRequired: boolean;
+  proof?: Uint8Array;
+  slots: number;
+  hostname: string;
+  pid: number;
+}
+
+/** Coordinator → daemon: proof of the secret over both nonces (empty when no secret is in use). */
+export interface AuthMessage {
+  type: 'auth';
+  proof?: Uint8Array;
+}
+
+/** Daemon → coordinator: the handshake is done. */
+export interface ReadyMessage {
+  type: 'ready';
+}
+
+/** Coordinator → daemon: build `slots` instances of this work function and run their setup(). */
+export interface SetupMessage {
+  type: 'setup';
+  code: ShippedCode;
+  slots: number;
+}
+
+/** Daemon → coordinator: every instance is set up. */
+export interface SetupDoneMessage {
+  type: 'setup-done';
+  slots: number;
+}
+
+/** Daemon → coordinator: an instance failed to restore or set up; the session stays usable for shutdown. */
+export interface SetupFailedMessage {
+  type: 'setup-failed';
+  slot: number;
+  error: SerializedError;
+}
+
+/** Coordinator → daemon: a batch of jobs for one instance. `payload` is the msgpack of the job array. */
+export interface JobsMessage {
+  type: 'jobs';
+  slot: number;
+  batch: number;
+  payload: Uint8Array;
+}
+
+/**
+ * Daemon → coordinator: results `offset .. offset+n` of a batch (a batch may be answered in
+ * several parts so one slow job does not hold back finished ones). `payload` is the msgpack of the
+ * result array; a job that threw has `null` there and an entry in `errors` (index within the batch).
+ */
+export interface ResultsMessage {
+  type: 'results';
+  slot: number;
+  batch: number;
+  offset: number;
+  payload: Uint8Array;
+  errors?: [number, SerializedError][];
+  busyMs: number;
+  final: boolean;
+}
+
+/** Coordinator → daemon: run cleanup() on every instance of this session, then close. */
+export interface ShutdownMessage {
+  type: 'shutdown';
+}
+
+/** Daemon → coordinator: cleanup ran; each failure is reported, none swallowed. */
+export interface ShutdownDoneMessage {
+  type: 'shutdown-done';
+  errors: { slot: number; error: SerializedError }[];
+}
+
+/** Either side: a refusal or failure of the connection itself; the sender closes after it. */
+export interface ErrorMessage {
+  type: 'error';
+  code: string;
+  message: string;
+}
+
+export type CoordinatorMessage = HelloMessage | AuthMessage | SetupMessage | JobsMessage | ShutdownMessage | ErrorMessage;
+export type DaemonMessage =
+  | WelcomeMessage | ReadyMessage | SetupDoneMessage | SetupFailedMessage | ResultsMessage | ShutdownDoneMessage | ErrorMessage;
+export type Message = CoordinatorMessage | DaemonMessage;
+export type MessageType = Message['type'];
+
+type FieldKind = 'number' | 'string' | 'boolean' | 'bytes' | 'object' | 'array';
+/** Required fields per message type; optional ones are checked where they are read. */
+const REQUIRED_FIELDS: Record<MessageType, Record<string, FieldKind>> = {
+  hello: { protocol: 'number', mapscale: 'string', node: 'string', nonce: 'bytes' },
+  welcome: { protocol: 'number', mapscale: 'string', node: 'string', nonce: 'bytes', authRequired: 'boolean', slots: 'number', hostname: 'string', pid: 'number' },
+  auth: {},
+  ready: {},
+  setup: { code: 'object', slots: 'number' },
+  'setup-done': { slots: 'number' },
+  'setup-failed': { slot: 'number', error: 'object' },
+  jobs: { slot: 'number', batch: 'number', payload: 'bytes' },
+  results: { slot: 'number', batch: 'number', offset: 'number', payload: 'bytes', busyMs: 'number', final: 'boolean' },
+  shutdown: {},
+  'shutdown-done': { errors: 'array' },
+  error: { code: 'string', message: 'string' },
+};
+
+function hasKind(value: unknown, kind: FieldKind): boolean {
+  switch (kind) {
+    case 'bytes': return value instanceof Uint8Array;
+    case 'array': return Array.isArray(value);
+    case 'object': return typeof value === 'object' && value !== null && !Array.isArray(value);
+    default: return typeof value === kind;
+  }
+}
+
+/**
+ * Checks that a decoded frame is a known message with the fields its type requires.
+ * Anything else is a ProtocolError: peers never act on a half-understood message.
+ */
+export function validateMessage(value: unknown): Message {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new ProtocolError('frame is not a message object');
+  }
+  const type = (value as { type?: unknown }).type;
+  if (typeof type !== 'string' || !Object.hasOwn(REQUIRED_FIELDS, type)) {
+    throw new ProtocolError(`unknown message type ${JSON.stringify(type)?.slice(0, 40)}`);
+  }
+  const fields = REQUIRED_FIELDS[type as MessageType];
+  for (const name in fields) {
+    if (!hasKind((value as Record<string, unknown>)[name], fields[name]!)) {
+      throw new ProtocolError(`message "${type}" lacks a valid "${name}" (${fields[name]})`);
+    }
+  }
+  return value as Message;
+}

@@ -1,0 +1,107 @@
+/**
+ * Entry of one worker instance's thread: restores the work function, runs setup(), answers
+ * batches in order, runs cleanup(). Jobs run one after another; a sync call() is not wrapped
+ * in a promise, so a batch of trivial jobs costs no per-job allocation beyond its result.
+ */
+import { parentPort } from 'node:worker_threads';
+import { performance } from 'node:perf_hooks';
+import { createCodec, serializeError, type SerializedError } from '@mapscale/protocol';
+import { explainScopeError, restoreWorkFunction, type RestoredWorkFunction } from './restore.js';
+import type { FromInstance, ToInstance } from './instance-protocol.js';
+
+const port = parentPort!;
+const codec = createCodec();
+let restored: RestoredWorkFunction | null = null;
+let flushMs = 5;
+/** Batches arrive while one runs; they are answered strictly in arrival order. */
+const queue: ToInstance[] = [];
+let draining = false;
+
+function post(message: FromInstance, transfer?: ArrayBuffer[]): void {
+  port.postMessage(message, transfer);
+}
+
+function toWire(error: unknown): SerializedError {
+  return serializeError(restored ? explainScopeError(error, restored) : error);
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return value !== null && (typeof value === 'object' || typeof value === 'function') && typeof (value as PromiseLike<unknown>).then === 'function';
+}
+
+/** Packs results into their own exact-size buffer so it can be transferred, not cloned. */
+function packResults(values: unknown[]): Uint8Array {
+  return new Uint8Array(codec.pack(values));
+}
+
+async function runBatch(batch: number, payload: Uint8Array): Promise<void> {
+  const jobs = codec.unpack(payload) as unknown[];
+  const fn = restored!.instance;
+  let offset = 0;
+  let values: unknown[] = [];
+  let errors: [number, SerializedError][] | undefined;
+  let sliceStart = performance.now();
+  const flush = (final: boolean) => {
+    const now = performance.now();
+    const bytes = packResults(values);
+    post({ kind: 'results', batch, offset, payload: bytes, errors, busyMs: now - sliceStart, final }, [bytes.buffer as ArrayBuffer]);
+    offset += values.length;
+    values = [];
+    errors = undefined;
+    sliceStart = now;
+  };
+  for (let i = 0; i < jobs.length; i++) {
+    // Before starting another job, hand back what is done if it has waited long enough:
+    // a slow job later in the batch must not hold finished results hostage.
+    if (values.length > 0 && performance.now() - sliceStart > flushMs) flush(false);
+    let value: unknown;
+    try {
+      value = fn.call(jobs[i]);
+      if (isThenable(value)) value = await value;
+    } catch (error) {
+      value = null;
+      (errors ??= []).push([values.length, toWire(error)]);
+    }
+    values.push(value);
+  }
+  flush(true);
+}
+
+async function handle(message: ToInstance): Promise<void> {
+  switch (message.kind) {
+    case 'init': {
+      flushMs = message.flushMs;
+      try {
+        restored = await restoreWorkFunction(message.code);
+        await restored.instance.setup?.();
+        post({ kind: 'ready' });
+      } catch (error) {
+        post({ kind: 'setup-failed', error: toWire(error) });
+        restored = null;
+      }
+      return;
+    }
+    case 'batch':
+      return runBatch(message.batch, message.payload);
+    case 'cleanup': {
+      try {
+        await restored?.instance.cleanup?.();
+        post({ kind: 'cleaned' });
+      } catch (error) {
+        post({ kind: 'cleaned', error: toWire(error) });
+      }
+      return;
+    }
+  }
+}
+
+async function drain(): Promise<void> {
+  draining = true;
+  while (queue.length > 0) await handle(queue.shift()!);
+  draining = false;
+}
+
+port.on('message', (message: ToInstance) => {
+  queue.push(message);
+  if (!draining) void drain();
+});

@@ -1,0 +1,97 @@
+import { createCodec, type ShippedCode } from '@mapscale/protocol';
+import { WorkFunction } from './work-function.js';
+import { ModuleScopeError, RestoreError } from './errors.js';
+
+/** What an instance thread drives: the restored work function, with its lifecycle hooks. */
+export interface RunnableWorkFunction {
+  setup?(): unknown;
+  call(job: unknown): unknown;
+  cleanup?(): unknown;
+}
+
+export interface RestoredWorkFunction {
+  instance: RunnableWorkFunction;
+  /** By-value code cannot see its module's scope; errors naming such a reference are explained. */
+  byValue: boolean;
+}
+
+const codec = createCodec();
+
+export async function restoreWorkFunction(code: ShippedCode): Promise<RestoredWorkFunction> {
+  switch (code.kind) {
+    case 'function': {
+      const fn = evaluate(code.source, [], []);
+      if (typeof fn !== 'function') throw new RestoreError('shipped function source did not evaluate to a function');
+      return { instance: { call: fn as (job: unknown) => unknown }, byValue: true };
+    }
+    case 'class': {
+      let parent: unknown = WorkFunction;
+      for (const { name, source } of code.classes) {
+        parent = evaluateClass(name, source, parent);
+      }
+      return { instance: instantiate(parent as Function, code.state), byValue: true };
+    }
+    case 'module': {
+      let mod: Record<string, unknown>;
+      try {
+        mod = await import(code.url);
+      } catch (error) {
+        throw new RestoreError(`cannot import work function module ${code.url} on this host: ${(error as Error).message}`, { cause: error });
+      }
+      const cls = mod[code.exportName];
+      if (typeof cls !== 'function') {
+        throw new RestoreError(`module ${code.url} has no exported class "${code.exportName}": export the work function class under its own name`);
+      }
+      return { instance: instantiate(cls, code.state), byValue: false };
+    }
+    default:
+      throw new RestoreError(`unknown shipped code kind ${JSON.stringify((code as { kind: unknown }).kind)}`);
+  }
+}
+
+/** Like pickle: the prototype and the shipped state, without running the constructor again. */
+function instantiate(cls: Function, state: Uint8Array): RunnableWorkFunction {
+  const instance = Object.create(cls.prototype as object) as RunnableWorkFunction;
+  const fields = codec.unpack(state);
+  if (fields !== null && typeof fields === 'object') Object.assign(instance, fields);
+  if (typeof instance.call !== 'function') throw new RestoreError(`${cls.name} has no call(job) method`);
+  return instance;
+}
+
+/**
+ * Evaluates one class of the chain with its `extends` target bound to the already-restored parent.
+ * The target is found by name in the source (`extends WorkFunction`, `extends ms.WorkFunction`,
+ * `extends MyBase`), so aliases and namespace imports work too.
+ */
+function evaluateClass(name: string, source: string, parent: unknown): unknown {
+  const match = /^class\s*(?:[\w$]+\s*)?extends\s+([\w$]+)((?:\s*\.\s*[\w$]+)*)/.exec(source);
+  if (!match) {
+    throw new RestoreError(`class ${name} must extend its parent by a plain name (e.g. "extends WorkFunction") to be shipped by value`);
+  }
+  const root = match[1]!;
+  const path = (match[2] ?? '').split('.').map((s) => s.trim()).filter(Boolean);
+  let binding: unknown = parent;
+  for (const key of path.reverse()) binding = { [key]: binding };
+  return evaluate(source, [root], [binding]);
+}
+
+function evaluate(source: string, names: string[], values: unknown[]): unknown {
+  try {
+    return new Function(...names, `"use strict"; return (${source});`)(...values);
+  } catch (error) {
+    throw new RestoreError(`shipped source does not evaluate on this worker: ${(error as Error).message}`, { cause: error });
+  }
+}
+
+/** Turns "x is not defined" from by-value code into advice on how to ship it. */
+export function explainScopeError(error: unknown, restored: RestoredWorkFunction): unknown {
+  if (!restored.byValue || !(error instanceof ReferenceError)) return error;
+  const name = /^(\S+) is not defined/.exec(error.message)?.[1];
+  if (!name) return error;
+  return new ModuleScopeError(
+    `the work function uses "${name}" from its module's scope, which is not shipped with a class sent by value. ` +
+    `Move it inside the class (e.g. "await import(...)" in setup()), or add "static module = import.meta.url" ` +
+    `to the class and export it, so workers import its module instead`,
+    { cause: error },
+  );
+}

@@ -1,0 +1,221 @@
+import { hostname } from 'node:os';
+import type { Logger } from 'pino';
+import {
+  AuthenticationError, ProtocolError, ProtocolVersionError, MapScaleError,
+  computeProof, createNonce, localVersions, nodeMismatch, verifyProof, versionMismatch,
+  type AuthMessage, type HelloMessage, type JobsMessage, type Message, type SetupMessage, type SerializedError,
+} from '@mapscale/protocol';
+import type { FramedConnection } from './transport.js';
+import { WorkerInstance } from './instance.js';
+import type { ResolvedWorkerServerOptions } from './options.js';
+
+/**
+ * A session's life. Each state accepts exactly the messages listed in `handle`; anything else
+ * is a protocol error that closes this connection and no other.
+ */
+type SessionState = 'awaiting-hello' | 'awaiting-auth' | 'authenticated' | 'setting-up' | 'serving' | 'shutting-down' | 'closed';
+
+class HandshakeTimeoutError extends MapScaleError {
+  override readonly code = 'MS_HANDSHAKE_TIMEOUT';
+}
+
+/** One coordinator's connection to this daemon, with the worker instances it owns. */
+export class CoordinatorSession {
+  readonly id: number;
+  #state: SessionState = 'awaiting-hello';
+  #connection: FramedConnection;
+  #options: ResolvedWorkerServerOptions;
+  #log: Logger;
+  #instances: WorkerInstance[] = [];
+  #coordinatorNonce: Uint8Array | null = null;
+  #daemonNonce = createNonce();
+  #handshakeTimer: NodeJS.Timeout;
+  #ended: Promise<void>;
+  #resolveEnded!: () => void;
+  #cleanup: Promise<{ slot: number; error: SerializedError }[]> | null = null;
+
+  constructor(id: number, connection: FramedConnection, options: ResolvedWorkerServerOptions, log: Logger) {
+    this.id = id;
+    this.#connection = connection;
+    this.#options = options;
+    this.#log = log.child({ session: id, peer: connection.remoteAddress });
+    this.#ended = new Promise((resolve) => (this.#resolveEnded = resolve));
+    this.#handshakeTimer = setTimeout(() => {
+      this.#fail(new HandshakeTimeoutError(`handshake not finished within ${options.handshakeTimeoutMs} ms`));
+    }, options.handshakeTimeoutMs).unref();
+    connection.on('message', (message) => this.#handle(message));
+    connection.on('close', (error) => void this.#onClose(error));
+    this.#log.debug({ event: 'connected' });
+  }
+
+  get state(): SessionState {
+    return this.#state;
+  }
+
+  /** Resolves once the connection is closed and every instance has been cleaned up. */
+  get ended(): Promise<void> {
+    return this.#ended;
+  }
+
+  /** Daemon stopping: clean up every instance, then close the connection. */
+  async stop(): Promise<void> {
+    if (this.#state === 'closed') return this.#ended;
+    this.#state = 'shutting-down';
+    await this.#cleanupInstances();
+    this.#connection.end();
+    return this.#ended;
+  }
+
+  #handle(message: Message): void {
+    switch (message.type) {
+      case 'hello':
+        if (this.#expect('awaiting-hello', message)) this.#onHello(message);
+        return;
+      case 'auth':
+        if (this.#expect('awaiting-auth', message)) this.#onAuth(message);
+        return;
+      case 'setup':
+        if (this.#expect('authenticated', message)) void this.#onSetup(message);
+        return;
+      case 'jobs':
+        if (this.#expect('serving', message)) this.#onJobs(message);
+        return;
+      case 'shutdown':
+        if (this.#state === 'serving' || this.#state === 'authenticated') return void this.#onShutdown();
+        return void this.#unexpected(message);
+      case 'error':
+        this.#log.warn({ event: 'peer-error', code: message.code, reason: message.message });
+        this.#connection.end();
+        return;
+      default:
+        return void this.#unexpected(message);
+    }
+  }
+
+  #expect(state: SessionState, message: Message): boolean {
+    if (this.#state === state) return true;
+    this.#unexpected(message);
+    return false;
+  }
+
+  #unexpected(message: Message): void {
+    this.#fail(new ProtocolError(`unexpected "${message.type}" message while ${this.#state}`));
+  }
+
+  #fail(error: MapScaleError): void {
+    this.#log.warn({ event: 'session-failed', code: error.code, reason: error.message });
+    this.#connection.fail(error);
+  }
+
+  // Handshake: hello → welcome (+ daemon proof) → auth (coordinator proof) → ready.
+
+  #onHello(message: HelloMessage): void {
+    const local = localVersions();
+    const mismatch = versionMismatch(local, message);
+    if (mismatch) return this.#fail(new ProtocolVersionError(mismatch));
+    const nodeDiff = nodeMismatch(local, message);
+    if (nodeDiff) this.#log.warn({ event: 'node-version-differs', detail: nodeDiff });
+    this.#coordinatorNonce = message.nonce;
+    const secret = this.#options.secret;
+    this.#connection.send({
+      type: 'welcome', ...local, nonce: this.#daemonNonce,
+      authRequired: secret !== undefined,
+      proof: secret === undefined ? undefined : computeProof(secret, 'daemon', message.nonce, this.#daemonNonce),
+      slots: this.#options.workers, hostname: hostname(), pid: process.pid,
+    });
+    this.#state = 'awaiting-auth';
+  }
+
+  #onAuth(message: AuthMessage): void {
+    const secret = this.#options.secret;
+    if (secret !== undefined) {
+      const expected = computeProof(secret, 'coordinator', this.#coordinatorNonce!, this.#daemonNonce);
+      if (!verifyProof(expected, message.proof)) {
+        return this.#fail(new AuthenticationError(
+          message.proof ? 'wrong secret: the coordinator\'s proof does not match this daemon\'s secret'
+            : 'this daemon requires a secret: set MAPSCALE_SECRET (or the secret option) on the coordinator'));
+      }
+    }
+    clearTimeout(this.#handshakeTimer);
+    this.#connection.maxFrameBytes = this.#options.maxFrameBytes;
+    this.#state = 'authenticated';
+    this.#connection.send({ type: 'ready' });
+    this.#log.info({ event: 'session-authenticated' });
+  }
+
+  // Setup: one instance (thread) per slot, each restores the work function and runs setup().
+
+  async #onSetup(message: SetupMessage): Promise<void> {
+    this.#state = 'setting-up';
+    const slots = Math.min(Math.max(1, Math.floor(message.slots) || this.#options.workers), this.#options.workers);
+    this.#instances = Array.from({ length: slots }, (_, slot) => new WorkerInstance(
+      slot,
+      (s, r) => this.#connection.send({
+        type: 'results', slot: s, batch: r.batch, offset: r.offset, payload: r.payload, errors: r.errors, busyMs: r.busyMs, final: r.final,
+      }),
+      (s, error) => this.#onInstanceExit(s, error),
+    ));
+    const failures = await Promise.all(this.#instances.map((instance) => instance.setup(message.code, this.#options.resultFlushMs)));
+    if (this.#state !== 'setting-up') return;
+    const failed = failures.findIndex((failure) => failure !== null);
+    if (failed >= 0) {
+      this.#log.warn({ event: 'setup-failed', slot: failed, error: failures[failed] });
+      this.#state = 'authenticated';
+      this.#connection.send({ type: 'setup-failed', slot: failed, error: failures[failed]! });
+      return;
+    }
+    this.#state = 'serving';
+    this.#log.info({ event: 'setup-done', slots });
+    this.#connection.send({ type: 'setup-done', slots });
+  }
+
+  #onInstanceExit(slot: number, error: Error): void {
+    if (this.#state === 'closed' || this.#state === 'shutting-down') return;
+    this.#log.error({ event: 'instance-exited', slot, err: error });
+    this.#fail(new MapScaleError(`worker instance ${slot} died: ${error.message}`));
+  }
+
+  // Jobs: routed to their slot's thread untouched; results come back through the instance callback.
+
+  #onJobs(message: JobsMessage): void {
+    const instance = this.#instances[message.slot];
+    if (!instance || !Number.isInteger(message.slot)) {
+      return this.#fail(new ProtocolError(`no worker instance ${message.slot} in this session (it has ${this.#instances.length})`));
+    }
+    instance.runBatch(message.batch, message.payload);
+  }
+
+  // Shutdown: cleanup() on every instance, report each failure, close.
+
+  async #onShutdown(): Promise<void> {
+    this.#state = 'shutting-down';
+    const errors = await this.#cleanupInstances();
+    this.#connection.send({ type: 'shutdown-done', errors });
+    this.#connection.end();
+  }
+
+  /** Runs at most once per session, whichever of shutdown, disconnect or daemon stop comes first. */
+  #cleanupInstances(): Promise<{ slot: number; error: SerializedError }[]> {
+    this.#cleanup ??= this.#runCleanup();
+    return this.#cleanup;
+  }
+
+  async #runCleanup(): Promise<{ slot: number; error: SerializedError }[]> {
+    const results = await Promise.all(this.#instances.map(async (instance) => ({ slot: instance.slot, error: await instance.cleanup() })));
+    const errors = results.filter((r): r is { slot: number; error: NonNullable<typeof r.error> } => r.error !== null);
+    for (const { slot, error } of errors) this.#log.error({ event: 'cleanup-failed', slot, error });
+    this.#log.info({ event: 'cleaned-up', instances: this.#instances.length, failures: errors.length });
+    return errors;
+  }
+
+  async #onClose(error: MapScaleError | undefined): Promise<void> {
+    clearTimeout(this.#handshakeTimer);
+    this.#state = 'closed';
+    if (error) this.#log.warn({ event: 'disconnected', code: error.code, reason: error.message });
+    else this.#log.debug({ event: 'disconnected' });
+    // A coordinator that went away without shutdown still gets its instances' cleanup() run.
+    await this.#cleanupInstances();
+    this.#resolveEnded();
+  }
+}
+

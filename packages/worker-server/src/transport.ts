@@ -1,0 +1,106 @@
+import { EventEmitter } from 'node:events';
+import type { Socket } from 'node:net';
+import {
+  ConnectionClosedError, FrameDecoder, MapScaleError, ProtocolError,
+  decodeMessage, encodeMessage, frameHeader, type Message,
+} from '@mapscale/protocol';
+
+export interface FramedConnectionEvents {
+  message: [Message];
+  /** Emitted once. `error` is set when the close was not asked for by this side. */
+  close: [MapScaleError | undefined];
+}
+
+/**
+ * The one place a socket is seen: frames out, validated messages in. Socket and decode errors are
+ * turned into MapScale errors here, so everything above works with a message stream only.
+ * Writes made in one tick are corked into one syscall.
+ */
+export class FramedConnection extends EventEmitter<FramedConnectionEvents> {
+  readonly remoteAddress: string;
+  #socket: Socket;
+  #decoder: FrameDecoder;
+  #closed = false;
+  #corked = false;
+  #closeError: MapScaleError | undefined;
+
+  constructor(socket: Socket, maxFrameBytes: number) {
+    super();
+    this.#socket = socket;
+    this.#decoder = new FrameDecoder(maxFrameBytes);
+    this.remoteAddress = socket.remoteAddress ? `${socket.remoteAddress}:${socket.remotePort}` : 'local';
+    socket.setNoDelay(true);
+    socket.on('data', (chunk) => this.#onData(chunk));
+    socket.on('error', (error) => {
+      this.#closeError ??= new ConnectionClosedError(`connection to ${this.remoteAddress} failed: ${error.message}`, { cause: error });
+    });
+    socket.on('close', () => this.#finish());
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  set maxFrameBytes(value: number) {
+    this.#decoder.maxFrameBytes = value;
+  }
+
+  send(message: Message): void {
+    if (this.#closed || this.#socket.destroyed) return;
+    const body = encodeMessage(message);
+    if (!this.#corked) {
+      this.#corked = true;
+      this.#socket.cork();
+      process.nextTick(() => {
+        this.#corked = false;
+        this.#socket.uncork();
+      });
+    }
+    this.#socket.write(frameHeader(body.length));
+    this.#socket.write(body);
+  }
+
+  /** Tells the peer why (an error frame), then closes. Listeners see `error` as the close reason. */
+  fail(error: MapScaleError): void {
+    if (this.#closed) return;
+    this.#closeError ??= error;
+    this.send({ type: 'error', code: error.code, message: error.message });
+    this.#socket.end();
+    // A peer that never reads must not keep the socket open forever.
+    setTimeout(() => this.#socket.destroy(), 1000).unref();
+  }
+
+  /** Closes after pending writes; an expected end, so listeners see no error. */
+  end(): void {
+    if (this.#closed) return;
+    this.#socket.end();
+    setTimeout(() => this.#socket.destroy(), 1000).unref();
+  }
+
+  destroy(): void {
+    this.#socket.destroy();
+  }
+
+  #onData(chunk: Buffer): void {
+    if (this.#closed) return;
+    try {
+      this.#decoder.push(chunk, (body) => this.emit('message', decodeMessage(body)));
+    } catch (error) {
+      if (error instanceof ProtocolError) {
+        this.fail(error);
+        this.#finish();
+      } else {
+        // A listener threw: not the peer's fault, but this connection's state is now unknown.
+        this.#closeError ??= new ConnectionClosedError(`message handler failed: ${(error as Error).message}`, { cause: error });
+        this.#socket.destroy();
+      }
+    }
+  }
+
+  #finish(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#socket.removeAllListeners('data');
+    this.emit('close', this.#closeError);
+  }
+}
