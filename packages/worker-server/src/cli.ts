@@ -16,6 +16,7 @@ const argv = yargs(hideBin(process.argv))
   .option('log-level', { type: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] })
   .option('handshake-timeout-ms', { type: 'number', default: D.handshakeTimeoutMs, describe: 'drop connections that have not finished the handshake by then' })
   .option('max-frame-bytes', { type: 'number', default: D.maxFrameBytes, describe: 'largest frame accepted after authentication' })
+  .option('exit-with-parent', { type: 'boolean', default: false, hidden: true, describe: 'stop when stdin closes (for daemons a coordinator starts)' })
   .version(MAPSCALE_VERSION)
   .strict()
   .parseSync();
@@ -51,6 +52,11 @@ try {
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+  if (argv['exit-with-parent']) {
+    process.stdin.on('end', () => stop('parent-exited'));
+    process.stdin.on('error', () => stop('parent-exited'));
+    process.stdin.resume();
+  }
 } catch (error) {
   logger.fatal({ event: 'start-failed', err: error });
   process.exit(1);

@@ -81,6 +81,11 @@ export class FramedConnection extends EventEmitter<FramedConnectionEvents> {
     this.#socket.destroy();
   }
 
+  /** Lets the process exit while this connection is idle (the owner keeps it alive while work is pending). */
+  unref(): void {
+    this.#socket.unref();
+  }
+
   #onData(chunk: Buffer): void {
     if (this.#closed) return;
     try {

@@ -1,0 +1,57 @@
+import { MapScaleError } from '@mapscale/protocol';
+
+/** A job's call() threw; `cause` is the worker's error with its name, message, stack and properties. */
+export class JobError extends MapScaleError {
+  override readonly code = 'MS_JOB_FAILED';
+  constructor(readonly jobIndex: number, readonly workerAddress: string, cause: Error) {
+    super(`job ${jobIndex} failed on worker ${workerAddress}: ${cause.name}: ${cause.message}`, { cause });
+  }
+}
+
+/** A worker could not restore the work function or its setup() threw. */
+export class SetupError extends MapScaleError {
+  override readonly code = 'MS_SETUP_FAILED';
+  constructor(readonly workerAddress: string, cause: Error) {
+    super(`setup failed on worker ${workerAddress}: ${cause.name}: ${cause.message}`, { cause });
+  }
+}
+
+/** One or more cleanup() calls threw during shutdown; `errors` holds each, with its worker. */
+export class CleanupError extends MapScaleError {
+  override readonly code = 'MS_CLEANUP_FAILED';
+  constructor(readonly errors: { workerAddress: string; error: Error }[]) {
+    super(`cleanup failed on ${errors.length} worker instance(s): ` +
+      errors.map((e) => `${e.workerAddress}: ${e.error.name}: ${e.error.message}`).join('; '));
+  }
+}
+
+/** The Processor was shut down; it accepts no more work. */
+export class ProcessorClosedError extends MapScaleError {
+  override readonly code = 'MS_PROCESSOR_CLOSED';
+}
+
+/** Every worker is gone, so the map cannot finish. `workers` says why each was lost. */
+export class NoWorkersError extends MapScaleError {
+  override readonly code = 'MS_NO_WORKERS';
+  constructor(readonly workers: { address: string; reason: Error }[]) {
+    super(`no workers left: ${workers.map((w) => `${w.address} (${w.reason.message})`).join('; ') || 'none were given'}`);
+  }
+}
+
+/** The work function cannot be shipped to workers as written; the message says what to change. */
+export class ShippingError extends MapScaleError {
+  override readonly code = 'MS_SHIPPING';
+}
+
+/** An option or argument is invalid; the message names it. */
+export class InvalidOptionError extends MapScaleError {
+  override readonly code = 'MS_INVALID_OPTION';
+}
+
+/** A worker disconnected or failed while it held jobs of this map. */
+export class WorkerLostError extends MapScaleError {
+  override readonly code = 'MS_WORKER_LOST';
+  constructor(readonly workerAddress: string, cause: Error) {
+    super(`worker ${workerAddress} was lost: ${cause.message}`, { cause });
+  }
+}

@@ -1,0 +1,206 @@
+import { EventEmitter } from 'node:events';
+import type { Logger } from 'pino';
+import {
+  AuthenticationError, ConnectError, ConnectionClosedError, DEFAULT_LIMITS, MapScaleError, ProtocolError,
+  ProtocolVersionError, RemoteProtocolError, computeProof, createNonce, deserializeError, localVersions,
+  nodeMismatch, verifyProof, versionMismatch,
+  type DaemonMessage, type Message, type ResultsMessage, type SerializedError, type ShippedCode, type WelcomeMessage,
+} from '@mapscale/protocol';
+import type { FramedConnection } from '@mapscale/worker-server';
+import { openConnection, type DaemonAddress } from './transport.js';
+import { SetupError } from './errors.js';
+
+export type WorkerSessionState = 'connecting' | 'handshaking' | 'setting-up' | 'ready' | 'shutting-down' | 'closed';
+
+export interface WorkerSessionEvents {
+  results: [ResultsMessage];
+  /** The connection ended while it was expected to stay up. */
+  lost: [MapScaleError];
+}
+
+export interface WorkerSessionOptions {
+  secret: string | undefined;
+  connectTimeoutMs: number;
+  logger: Logger;
+}
+
+/** Maps a daemon's error frame to the error class the coordinator's caller expects. */
+function errorFromDaemon(code: string, message: string, address: string): MapScaleError {
+  const text = `daemon ${address} refused: ${message}`;
+  switch (code) {
+    case 'MS_AUTH_FAILED': return new AuthenticationError(text);
+    case 'MS_PROTOCOL_VERSION': return new ProtocolVersionError(text);
+    default: return new RemoteProtocolError(text, code);
+  }
+}
+
+/**
+ * The coordinator's side of one daemon connection: handshake, setup, a stream of result
+ * messages, shutdown. Which jobs go where is not its business (see Scheduler).
+ */
+export class WorkerSession extends EventEmitter<WorkerSessionEvents> {
+  readonly address: DaemonAddress;
+  #options: WorkerSessionOptions;
+  #log: Logger;
+  #state: WorkerSessionState = 'connecting';
+  #connection: FramedConnection | null = null;
+  #slots = 0;
+  #welcome: WelcomeMessage | null = null;
+  #pendingError: MapScaleError | undefined;
+  /** The one reply this side is waiting for, if any: handshake, setup and shutdown are request/response. */
+  #waiter: { accept: (message: DaemonMessage) => boolean; reject: (error: MapScaleError) => void } | null = null;
+
+  constructor(address: DaemonAddress, options: WorkerSessionOptions) {
+    super();
+    this.address = address;
+    this.#options = options;
+    this.#log = options.logger.child({ component: 'worker-session', worker: address.label });
+  }
+
+  get state(): WorkerSessionState {
+    return this.#state;
+  }
+
+  get slots(): number {
+    return this.#slots;
+  }
+
+  get hostname(): string | undefined {
+    return this.#welcome?.hostname;
+  }
+
+  /** Connects, authenticates both ways, ships the work function and waits for every instance's setup(). */
+  async open(code: ShippedCode): Promise<number> {
+    const connection = await openConnection(this.address, this.#options.connectTimeoutMs, DEFAULT_LIMITS.preAuthFrameBytes);
+    this.#connection = connection;
+    connection.unref();
+    connection.on('message', (message) => this.#onMessage(message));
+    connection.on('close', (error) => this.#onClose(error));
+    this.#state = 'handshaking';
+    const deadline = setTimeout(() => {
+      this.#rejectWaiter(new ConnectError(`daemon ${this.address.label} did not finish the handshake within ${this.#options.connectTimeoutMs} ms`));
+      connection.destroy();
+    }, this.#options.connectTimeoutMs).unref();
+    try {
+      await this.#handshake(connection);
+    } finally {
+      clearTimeout(deadline);
+    }
+    this.#state = 'setting-up';
+    connection.send({ type: 'setup', code, slots: this.#welcome!.slots });
+    const reply = await this.#reply((m) => m.type === 'setup-done' || m.type === 'setup-failed');
+    if (reply.type === 'setup-failed') {
+      throw new SetupError(`${this.address.label}#${reply.slot}`, deserializeError(reply.error));
+    }
+    this.#slots = (reply as { slots: number }).slots;
+    this.#state = 'ready';
+    this.#log.debug({ event: 'ready', slots: this.#slots });
+    return this.#slots;
+  }
+
+  async #handshake(connection: FramedConnection): Promise<void> {
+    const secret = this.#options.secret;
+    const nonce = createNonce();
+    const local = localVersions();
+    connection.send({ type: 'hello', ...local, nonce });
+    const welcome = (await this.#reply((m) => m.type === 'welcome')) as WelcomeMessage;
+    const mismatch = versionMismatch(local, welcome);
+    if (mismatch) throw new ProtocolVersionError(`daemon ${this.address.label}: ${mismatch}`);
+    const nodeDiff = nodeMismatch(local, welcome);
+    if (nodeDiff) this.#log.warn({ event: 'node-version-differs', detail: nodeDiff });
+    if (welcome.authRequired && secret === undefined) {
+      throw new AuthenticationError(`daemon ${this.address.label} requires a secret: set MAPSCALE_SECRET or the "secret" option`);
+    }
+    if (secret !== undefined) {
+      // The daemon proves it holds the secret too, so a rogue daemon cannot collect jobs.
+      if (!welcome.authRequired || !verifyProof(computeProof(secret, 'daemon', nonce, welcome.nonce), welcome.proof)) {
+        throw new AuthenticationError(`daemon ${this.address.label} did not prove it holds the secret; refusing to send it work`);
+      }
+    }
+    this.#welcome = welcome;
+    connection.send({ type: 'auth', proof: secret === undefined ? undefined : computeProof(secret, 'coordinator', nonce, welcome.nonce) });
+    await this.#reply((m) => m.type === 'ready');
+    connection.maxFrameBytes = DEFAULT_LIMITS.maxFrameBytes;
+  }
+
+  sendJobs(slot: number, batch: number, payload: Uint8Array): void {
+    this.#connection?.send({ type: 'jobs', slot, batch, payload });
+  }
+
+  /** Runs cleanup() on every instance of this session; resolves to the failures, then closes. */
+  async shutdown(): Promise<{ slot: number; error: Error }[]> {
+    const connection = this.#connection;
+    if (!connection || this.#state === 'closed') return [];
+    if (this.#state !== 'ready') {
+      connection.destroy();
+      return [];
+    }
+    this.#state = 'shutting-down';
+    connection.send({ type: 'shutdown' });
+    const reply = await this.#reply((m) => m.type === 'shutdown-done');
+    connection.end();
+    return (reply as { errors: { slot: number; error: SerializedError }[] }).errors
+      .map(({ slot, error }) => ({ slot, error: deserializeError(error) }));
+  }
+
+  /** Drops the connection at once; used when the session is no longer wanted. */
+  destroy(): void {
+    this.#connection?.destroy();
+  }
+
+  #reply(accept: (message: DaemonMessage) => boolean): Promise<DaemonMessage> {
+    return new Promise((resolve, reject) => {
+      this.#waiter = {
+        accept: (message) => {
+          if (!accept(message)) return false;
+          this.#waiter = null;
+          resolve(message);
+          return true;
+        },
+        reject: (error) => {
+          this.#waiter = null;
+          reject(error);
+        },
+      };
+    });
+  }
+
+  #rejectWaiter(error: MapScaleError): void {
+    this.#waiter?.reject(error);
+  }
+
+  #onMessage(message: Message): void {
+    const daemonMessage = message as DaemonMessage;
+    if (daemonMessage.type === 'results' && this.#state === 'ready') {
+      this.emit('results', daemonMessage);
+      return;
+    }
+    if (daemonMessage.type === 'error') {
+      const error = errorFromDaemon(daemonMessage.code, daemonMessage.message, this.address.label);
+      this.#log.warn({ event: 'daemon-error', code: daemonMessage.code, reason: daemonMessage.message });
+      this.#fail(error, false);
+      return;
+    }
+    if (this.#waiter?.accept(daemonMessage)) return;
+    this.#fail(new ProtocolError(`daemon ${this.address.label} sent an unexpected "${daemonMessage.type}" message while ${this.#state}`));
+  }
+
+  /** Ends the connection with `error` as the reason everyone waiting on it sees. */
+  #fail(error: MapScaleError, tellPeer = true): void {
+    this.#pendingError ??= error;
+    if (tellPeer) this.#connection?.fail(error);
+    else this.#connection?.destroy();
+  }
+
+  #onClose(error: MapScaleError | undefined): void {
+    const previous = this.#state;
+    this.#state = 'closed';
+    const reason = this.#pendingError ?? error ??
+      new ConnectionClosedError(`daemon ${this.address.label} closed the connection`);
+    this.#rejectWaiter(reason);
+    if (previous === 'ready') {
+      this.#log.warn({ event: 'worker-lost', code: reason.code, reason: reason.message });
+      this.emit('lost', reason);
+    }
+  }
+}
