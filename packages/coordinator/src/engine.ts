@@ -4,7 +4,7 @@ import { ProtocolError, createCodec, deserializeError, type MapScaleError, type 
 import { CleanupError, JobError, NoWorkersError, ProcessorClosedError } from './errors.js';
 import { LocalDaemon } from './local-daemon.js';
 import { MapRun, Scheduler, type Batch, type ResultOutcome } from './scheduler.js';
-import { parseAddress } from './transport.js';
+import { parseAddress, type DaemonAddress } from './transport.js';
 import { WorkerSession } from './worker-session.js';
 import type { ResolvedProcessorOptions } from './options.js';
 
@@ -45,8 +45,10 @@ export class Engine {
   /** Sockets and child processes are unref'd; this ref'd timer keeps the app alive only while a caller awaits us. */
   #keepAlive: NodeJS.Timeout | null = null;
   #busy = 0;
+  readonly #inProgress = new Set<Promise<unknown[]>>();
+  #forced = false;
 
-  constructor(code: ShippedCode, workers: number | readonly string[], options: ResolvedProcessorOptions) {
+  constructor(code: ShippedCode, workers: number | readonly DaemonAddress[], options: ResolvedProcessorOptions) {
     this.#code = code;
     this.#options = options;
     this.#log = options.logger.child({ component: 'engine' });
@@ -64,17 +66,17 @@ export class Engine {
     return this.#slots.size;
   }
 
-  async #start(workers: number | readonly string[]): Promise<void> {
-    let addresses: string[];
+  async #start(workers: number | readonly DaemonAddress[]): Promise<void> {
+    let addresses: DaemonAddress[];
     let secret = this.#options.secret;
     if (typeof workers === 'number') {
       secret = randomBytes(32).toString('base64url');
       this.#localDaemon = new LocalDaemon(workers, secret, this.#options.logger, this.#options.localStartTimeoutMs);
-      addresses = [await this.#localDaemon.address];
+      addresses = [parseAddress(await this.#localDaemon.address)];
     } else {
       addresses = [...workers];
     }
-    const sessions = addresses.map((address) => new WorkerSession(parseAddress(address), {
+    const sessions = addresses.map((address) => new WorkerSession(address, {
       secret, connectTimeoutMs: this.#options.connectTimeoutMs, logger: this.#options.logger,
     }));
     this.#sessions.push(...sessions);
@@ -110,16 +112,26 @@ export class Engine {
     }
   }
 
-  map(jobs: readonly unknown[]): Promise<unknown[]> {
-    return this.#whileBusy(() => this.#map(jobs));
+  /**
+   * A map counts as running from the moment it is called: shutdown() waits for it even while its
+   * jobs are still being collected or the workers are still starting.
+   */
+  map(jobs: Promise<readonly unknown[]>): Promise<unknown[]> {
+    if (this.#status === 'closing' || this.#status === 'closed') {
+      jobs.catch(() => {});
+      return Promise.reject(new ProcessorClosedError('this Processor was shut down; create a new one'));
+    }
+    const result = this.#whileBusy(() => this.#map(jobs));
+    this.#inProgress.add(result);
+    const forget = () => this.#inProgress.delete(result);
+    result.then(forget, forget);
+    return result;
   }
 
-  async #map(jobs: readonly unknown[]): Promise<unknown[]> {
-    if (this.#status === 'closing' || this.#status === 'closed') {
-      throw new ProcessorClosedError('this Processor was shut down; create a new one');
-    }
+  async #map(jobsPromise: Promise<readonly unknown[]>): Promise<unknown[]> {
+    const jobs = await jobsPromise;
     await this.#ready;
-    if (this.#status !== 'running') throw new ProcessorClosedError('this Processor was shut down; create a new one');
+    if (this.#forced) throw new ProcessorClosedError('the Processor was shut down while this map waited to start');
     const run = new MapRun(this.#nextRunId++, jobs);
     if (run.total === 0) return [];
     if (this.#slots.size === 0) throw new NoWorkersError(this.#lost);
@@ -213,20 +225,15 @@ export class Engine {
   async #close(force: boolean): Promise<void> {
     this.#status = 'closing';
     if (force) {
+      this.#forced = true;
       const error = new ProcessorClosedError('the Processor was shut down while this map ran');
       for (const [run, pending] of this.#pending) {
         this.#scheduler.endRun(run, 'failed');
         pending.reject(error);
       }
       this.#pending.clear();
-    } else {
-      await Promise.allSettled([...this.#pending.keys()].map((run) => new Promise<void>((resolve) => {
-        const pending = this.#pending.get(run)!;
-        const { resolve: ok, reject: fail } = pending;
-        pending.resolve = (r) => { ok(r); resolve(); };
-        pending.reject = (e) => { fail(e); resolve(); };
-      })));
     }
+    await Promise.allSettled(this.#inProgress);
     await this.#ready.catch(() => {});
     const failures: { workerAddress: string; error: Error }[] = [];
     await Promise.all(this.#sessions.map(async (session) => {

@@ -71,8 +71,9 @@ export class LocalDaemon {
         if (entry.event === 'listening' && typeof entry.port === 'number') {
           clearTimeout(timer);
           resolve(`127.0.0.1:${entry.port}`);
-        } else if ((entry.level ?? 0) >= 40) {
-          this.#log.warn({ event: 'daemon-log', pid: this.pid, entry });
+        } else {
+          // What goes wrong in a local daemon reaches the caller as typed errors; its log is detail.
+          this.#log.debug({ event: 'daemon-log', pid: this.pid, entry });
         }
       });
     });

@@ -3,6 +3,7 @@ import { Engine, type EngineStatus } from './engine.js';
 import { InvalidOptionError } from './errors.js';
 import { resolveProcessorOptions, type ProcessorOptions } from './options.js';
 import { shipWorkFunction } from './shipping.js';
+import { parseAddress, type DaemonAddress } from './transport.js';
 
 /** A WorkFunction instance, or a plain function (no setup/cleanup). */
 export type WorkFunctionInput<Job, Result> = WorkFunction<Job, Result> | ((job: Job) => Result | Promise<Result>);
@@ -18,9 +19,9 @@ export class Processor<Job = unknown, Result = unknown> {
   readonly #engine: Engine;
 
   constructor(workFn: WorkFunctionInput<Job, Result>, workers: WorkersInput, options: ProcessorOptions = {}) {
-    checkWorkers(workers);
+    const where = checkWorkers(workers);
     const resolved = resolveProcessorOptions(options);
-    this.#engine = new Engine(shipWorkFunction(workFn as never), workers, resolved);
+    this.#engine = new Engine(shipWorkFunction(workFn as never), where, resolved);
   }
 
   /** 'starting' | 'running' | 'closing' | 'closed'. */
@@ -37,8 +38,8 @@ export class Processor<Job = unknown, Result = unknown> {
    * Runs `call(job)` for every job across the workers; resolves to the results in job order.
    * Rejects with JobError on the first job that throws (the workers stay up).
    */
-  async map(jobs: Iterable<Job> | AsyncIterable<Job>): Promise<Result[]> {
-    return (await this.#engine.map(await collect(jobs))) as Result[];
+  map(jobs: Iterable<Job> | AsyncIterable<Job>): Promise<Result[]> {
+    return this.#engine.map(collect(jobs)) as Promise<Result[]>;
   }
 
   /**
@@ -51,16 +52,17 @@ export class Processor<Job = unknown, Result = unknown> {
   }
 }
 
-function checkWorkers(workers: WorkersInput): void {
+function checkWorkers(workers: WorkersInput): number | DaemonAddress[] {
   if (typeof workers === 'number') {
     if (!Number.isInteger(workers) || workers < 1) {
       throw new InvalidOptionError(`workers must be a positive integer or a list of "host:port" addresses, got ${workers}`);
     }
-    return;
+    return workers;
   }
   if (!Array.isArray(workers) || workers.length === 0 || workers.some((w) => typeof w !== 'string')) {
     throw new InvalidOptionError('workers must be a positive integer or a non-empty list of "host:port" addresses');
   }
+  return workers.map(parseAddress);
 }
 
 async function collect<T>(jobs: Iterable<T> | AsyncIterable<T>): Promise<readonly T[]> {

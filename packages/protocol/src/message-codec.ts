@@ -3,11 +3,12 @@ import { ProtocolError } from './errors.js';
 import { validateMessage, type Message } from './messages.js';
 
 /**
- * Envelopes are encoded without records: they are small, and a stream of them must decode
- * frame by frame with no state shared between the peers' codecs.
+ * Envelopes are encoded without records (they are small, and each frame must decode on its own,
+ * with no state shared between the peers' codecs) and without typed-array extensions, so byte
+ * payloads travel as msgpack bin and decode as zero-copy Buffer views.
  */
-const envelopePackr = new Packr({ useRecords: false, moreTypes: true });
-const envelopeUnpackr = new Unpackr({ useRecords: false, moreTypes: true, mapsAsObjects: true });
+const envelopePackr = new Packr({ useRecords: false });
+const envelopeUnpackr = new Unpackr({ useRecords: false, mapsAsObjects: true });
 
 export function encodeMessage(message: Message): Buffer {
   return envelopePackr.pack(message);

@@ -35,7 +35,8 @@ function packResults(values: unknown[]): Uint8Array {
 }
 
 async function runBatch(batch: number, payload: Uint8Array): Promise<void> {
-  const jobs = codec.unpack(payload) as unknown[];
+  // Decoding from a Buffer view makes msgpack bin values Buffers again (from a bare Uint8Array they would not be).
+  const jobs = codec.unpack(Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength)) as unknown[];
   const fn = restored!.instance;
   let offset = 0;
   let values: unknown[] = [];
