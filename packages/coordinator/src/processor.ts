@@ -1,12 +1,13 @@
-import type { WorkFunction } from '@mapscale/worker-server';
 import { Engine, type EngineStatus } from './engine.js';
 import { InvalidOptionError } from './errors.js';
 import { resolveProcessorOptions, type ProcessorOptions } from './options.js';
 import { shipWorkFunction } from './shipping.js';
 import { parseAddress, type DaemonAddress } from './transport.js';
 
-/** A WorkFunction instance, or a plain function (no setup/cleanup). */
-export type WorkFunctionInput<Job, Result> = WorkFunction<Job, Result> | ((job: Job) => Result | Promise<Result>);
+/** A WorkFunction instance, or a plain function (no setup/cleanup). Job and Result are inferred from it. */
+export type WorkFunctionInput<Job, Result> =
+  | { call(job: Job): Result | Promise<Result> }
+  | ((job: Job) => Result | Promise<Result>);
 
 /** Where the workers are: a number of local worker instances, or "host:port" addresses of daemons. */
 export type WorkersInput = number | readonly string[];
@@ -18,6 +19,10 @@ export type WorkersInput = number | readonly string[];
 export class Processor<Job = unknown, Result = unknown> {
   readonly #engine: Engine;
 
+  // Functions first: a function also has a `call` property (Function.prototype.call), which would
+  // otherwise win inference and make Result unknown.
+  constructor(workFn: (job: Job) => Result | Promise<Result>, workers: WorkersInput, options?: ProcessorOptions);
+  constructor(workFn: { call(job: Job): Result | Promise<Result> }, workers: WorkersInput, options?: ProcessorOptions);
   constructor(workFn: WorkFunctionInput<Job, Result>, workers: WorkersInput, options: ProcessorOptions = {}) {
     const where = checkWorkers(workers);
     const resolved = resolveProcessorOptions(options);

@@ -198,9 +198,6 @@ export class WorkerSession extends EventEmitter<WorkerSessionEvents> {
     const reason = this.#pendingError ?? error ??
       new ConnectionClosedError(`daemon ${this.address.label} closed the connection`);
     this.#rejectWaiter(reason);
-    if (previous === 'ready') {
-      this.#log.warn({ event: 'worker-lost', code: reason.code, reason: reason.message });
-      this.emit('lost', reason);
-    }
+    if (previous === 'ready') this.emit('lost', reason);
   }
 }

@@ -1,0 +1,128 @@
+import { execFile } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { expect } from 'chai';
+import { JobError, ModuleScopeError, Processor, ShippingError, WorkFunction } from 'mapscale';
+import { ForgetfulGreeter, Greeter } from './fixtures/module-scoped.js';
+import { Power, ScaledPlusOne } from './fixtures/work-functions.js';
+import { withDaemons } from './helpers/daemon.js';
+import { tempDir } from './helpers/files.js';
+
+const run = promisify(execFile);
+const COORDINATOR_ENTRY = new URL('../packages/coordinator/dist/index.js', import.meta.url).href;
+
+describe('shipping the work function', () => {
+  it('runs a class defined in the app\'s main script on a daemon that has none of the app\'s files', async () => {
+    const app = tempDir('mapscale-app-');
+    const workerHome = tempDir('mapscale-worker-home-');
+    try {
+      await withDaemons(1, { cwd: workerHome.path }, async ([daemon]) => {
+        const script = join(app.path, 'main.mjs');
+        writeFileSync(script, `
+          import { unlinkSync } from 'node:fs';
+          import { Processor, WorkFunction } from ${JSON.stringify(COORDINATOR_ENTRY)};
+          // The app's own file is gone before anything is shipped: the class must travel by value.
+          unlinkSync(new URL(import.meta.url));
+          class Summer extends WorkFunction {
+            constructor(offset) { super(); this.offset = offset; this.table = new Map([[1, 'one']]); }
+            async setup() { this.os = await import('node:os'); }
+            async call(x) {
+              const { existsSync } = await import('node:fs');
+              return { sum: x + this.offset, label: this.table.get(x) ?? null, pid: process.pid,
+                       hasHostname: typeof this.os.hostname() === 'string', appFileSeen: existsSync(${JSON.stringify(script)}) };
+            }
+          }
+          const mapper = new Processor(new Summer(100), [process.env.DAEMON]);
+          try {
+            console.log(JSON.stringify(await mapper.map([1, 2])));
+          } finally {
+            await mapper.shutdown();
+          }
+        `);
+        const { stdout } = await run(process.execPath, [script], { env: { ...process.env, DAEMON: daemon!.address }, timeout: 30_000 });
+        const results = JSON.parse(stdout.trim()) as { sum: number; label: string | null; pid: number; hasHostname: boolean; appFileSeen: boolean }[];
+        expect(results.map((r) => r.sum)).to.deep.equal([101, 102]);
+        expect(results.map((r) => r.label)).to.deep.equal(['one', null]);
+        expect(results.every((r) => r.pid === daemon!.child.pid && r.hasHostname && !r.appFileSeen)).to.equal(true);
+      });
+    } finally {
+      app.remove();
+      workerHome.remove();
+    }
+  });
+
+  it('ships a chain of user classes (a subclass of a subclass of WorkFunction)', async () => {
+    const mapper = new Processor(new ScaledPlusOne(10, 1), 1);
+    try {
+      expect(await mapper.map([1, 2, 3])).to.deep.equal([11, 21, 31]);
+    } finally {
+      await mapper.shutdown();
+    }
+  });
+
+  it('ships a class that declares static module = import.meta.url by reference, so it may use its module scope', async () => {
+    const mapper = new Processor(new Greeter('?'), 2);
+    try {
+      expect(await mapper.map(['ada', 'bob'])).to.deep.equal(['HELLO ADA!?', 'HELLO BOB!?']);
+    } finally {
+      await mapper.shutdown();
+    }
+  });
+
+  it('explains a module-scope reference in a by-value class with ModuleScopeError saying what to do', async () => {
+    const mapper = new Processor(new ForgetfulGreeter(), 1);
+    try {
+      const error = (await mapper.map(['x']).catch((e: unknown) => e)) as JobError;
+      expect(error).to.be.instanceOf(JobError);
+      const cause = error.cause as Error & { code: string; cause: Error };
+      expect(cause.name).to.equal('ModuleScopeError');
+      expect(cause.code).to.equal(new ModuleScopeError('').code);
+      expect(cause.message).to.include('static module = import.meta.url');
+      expect(cause.cause.name).to.equal('ReferenceError');
+    } finally {
+      await mapper.shutdown();
+    }
+  });
+
+  it('refuses, at construction, what cannot be shipped, with ShippingError', () => {
+    class WithPrivate extends WorkFunction<number, number> {
+      #secret = 1;
+      call(x: number) {
+        return x + this.#secret;
+      }
+    }
+    class WithFunctionState extends WorkFunction<number, number> {
+      helper = (x: number) => x;
+      call(x: number) {
+        return this.helper(x);
+      }
+    }
+    class WrongModule extends WorkFunction<number, number> {
+      static module = './relative.js';
+      call(x: number) {
+        return x;
+      }
+    }
+    class NotAWorkFunction {
+      call(x: number) {
+        return x;
+      }
+    }
+    for (const fn of [new WithPrivate(), new WithFunctionState(), new WrongModule(), new NotAWorkFunction(), Math.max]) {
+      expect(() => new Processor(fn as never, 1), (fn as object).constructor.name).to.throw(ShippingError);
+    }
+  });
+
+  it('ships the work function once per worker session, not per job or per map', async () => {
+    await withDaemons(1, {}, async ([daemon]) => {
+      const mapper = new Processor(new Power(2), [daemon!.address]);
+      try {
+        for (let i = 0; i < 3; i++) await mapper.map(Array.from({ length: 1000 }, (_, j) => j));
+      } finally {
+        await mapper.shutdown();
+      }
+      expect(daemon!.logs.filter((l) => l.event === 'setup-done')).to.have.length(1);
+    });
+  });
+});
