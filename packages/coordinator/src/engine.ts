@@ -151,8 +151,7 @@ export class Engine {
     const ref = this.#slots.get(batch.slotId)!;
     const run = batch.run;
     const payload = this.#codec.pack(run.jobs.slice(batch.start, batch.end));
-    const perJob = payload.length / (batch.end - batch.start);
-    run.perJobBytes = run.perJobBytes === undefined ? perJob : (run.perJobBytes + perJob) / 2;
+    this.#scheduler.observeEncoded(run, payload.length, batch.end - batch.start);
     ref.session.sendJobs(ref.slot, batch.id, payload);
   }
 

@@ -49,7 +49,7 @@ export class MapRun {
   readonly retry: [number, number][] = [];
   /** Measured cost per job, updated from each result part (EWMA). */
   perJobMs: number | undefined;
-  /** Measured payload bytes per job, updated by the engine as it encodes. */
+  /** Measured payload bytes per job (EWMA), from observeEncoded. */
   perJobBytes: number | undefined;
   batchesSent = 0;
 
@@ -110,6 +110,11 @@ export class Scheduler {
   readonly #batches = new Map<number, Batch>();
   #runs: MapRun[] = [];
   #nextBatchId = 1;
+  /**
+   * What the last runs measured: a new map of the same work function starts from it instead of
+   * ramping up from nothing (most apps map similar jobs again and again).
+   */
+  #prior: { perJobMs: number | undefined; perJobBytes: number | undefined } = { perJobMs: undefined, perJobBytes: undefined };
 
   constructor(tuning: Partial<SchedulerTuning> = {}) {
     this.#tuning = { ...DEFAULT_SCHEDULER_TUNING, ...tuning };
@@ -150,7 +155,17 @@ export class Scheduler {
       run.status = 'succeeded';
       return;
     }
+    run.perJobMs ??= this.#prior.perJobMs;
+    run.perJobBytes ??= this.#prior.perJobBytes;
     this.#runs.push(run);
+  }
+
+  /** The engine encoded `count` jobs of `run` into `bytes`: feeds batch sizing and memory bounds. */
+  observeEncoded(run: MapRun, bytes: number, count: number): void {
+    if (count <= 0) return;
+    const sample = bytes / count;
+    run.perJobBytes = run.perJobBytes === undefined ? sample : run.perJobBytes + EWMA_WEIGHT * (sample - run.perJobBytes);
+    this.#prior.perJobBytes = run.perJobBytes;
   }
 
   /** Stops handing out a run's jobs; results still in flight for it will be dropped. */
@@ -194,6 +209,7 @@ export class Scheduler {
     if (count > 0 && busyMs >= 0) {
       const sample = busyMs / count;
       run.perJobMs = run.perJobMs === undefined ? sample : run.perJobMs + EWMA_WEIGHT * (sample - run.perJobMs);
+      this.#prior.perJobMs = run.perJobMs;
     }
     if (run.status !== 'running') return EMPTY_OUTCOME;
     const base = batch.start + offset;
