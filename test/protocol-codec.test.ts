@@ -402,3 +402,22 @@ describe('serializeError and deserializeError', () => {
     }
   });
 });
+
+describe('serializeError with properties an envelope cannot carry', () => {
+  it('describes circular, symbol-holding and oversized values instead of failing the message', async () => {
+    const { encodeMessage, decodeMessage, serializeError } = await import('@mapscale/protocol');
+    const error = new Error('request failed') as Error & Record<string, unknown>;
+    const req: Record<string, unknown> = {};
+    req.res = { req };
+    error.req = req;
+    error.config = { kind: Symbol('k') };
+    error.huge = 2n ** 70n;
+    error.code = 'E_HTTP';
+    const decoded = decodeMessage(encodeMessage({ type: 'setup-failed', slot: 0, error: serializeError(error) }));
+    const props = (decoded as { error: { props: Record<string, unknown> } }).error.props;
+    expect(props.code).to.equal('E_HTTP');
+    for (const key of ['req', 'config', 'huge']) expect(props[key]).to.be.a('string').and.match(/^\[not serializable/);
+    const thrown = decodeMessage(encodeMessage({ type: 'setup-failed', slot: 0, error: serializeError(2n ** 70n) }));
+    expect((thrown as { error: { name: string } }).error.name).to.equal('NonErrorThrown');
+  });
+});

@@ -73,9 +73,29 @@ function describeThrown(value: unknown): string {
   }
 }
 
-/** Functions and symbols cannot cross the wire; name them instead of dropping them silently. */
+/** Same options as message envelopes: what it packs, an envelope can carry. */
+const probe = new Packr({ useRecords: false });
+
+/**
+ * Error properties are whatever the thrower put there: cycles, symbols, huge BigInts. What an
+ * envelope cannot carry is described in a string instead of failing the whole message.
+ */
 function carriable(value: unknown): unknown {
   if (typeof value === 'function') return `[function ${value.name || 'anonymous'}]`;
   if (typeof value === 'symbol') return value.toString();
-  return value;
+  if (value === null || typeof value !== 'object' && typeof value !== 'bigint') return value;
+  try {
+    probe.pack(value);
+    return value;
+  } catch (error) {
+    return `[not serializable: ${describe(value)} (${(error as Error).message})]`;
+  }
+}
+
+function describe(value: unknown): string {
+  try {
+    return String(value).slice(0, 200);
+  } catch {
+    return Object.prototype.toString.call(value);
+  }
 }

@@ -77,7 +77,7 @@ export interface JobsMessage {
 /**
  * Daemon → coordinator: results `offset .. offset+n` of a batch (a batch may be answered in
  * several parts so one slow job does not hold back finished ones). `payload` is the msgpack of the
- * result array; a job that threw has `null` there and an entry in `errors` (index within the batch).
+ * result array; a job that threw has `null` there and an entry in `errors` (its index within this part's payload).
  */
 export interface ResultsMessage {
   type: 'results';
