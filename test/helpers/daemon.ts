@@ -32,7 +32,8 @@ export function startDaemon(options: TestDaemonOptions = {}): Promise<TestDaemon
   delete env.MAPSCALE_SECRET;
   if (options.secret !== undefined) env.MAPSCALE_SECRET = options.secret;
   const child = spawn(process.execPath, [
-    fileURLToPath(WORKER_CLI_PATH), '--port', '0', '--workers', String(options.workers ?? 2), ...(options.args ?? []),
+    fileURLToPath(WORKER_CLI_PATH), ...(options.args?.includes('--port') ? [] : ['--port', '0']),
+    '--workers', String(options.workers ?? 2), ...(options.args ?? []),
   ], { env, cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: Record<string, unknown>[] = [];
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));

@@ -1,9 +1,16 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import { ProtocolError, createCodec, deserializeError, type MapScaleError, type ResultsMessage, type ShippedCode } from '@mapscale/protocol';
-import { CleanupError, JobError, NoWorkersError, ProcessorClosedError } from './errors.js';
+import {
+  AuthenticationError, MapScaleError, ProtocolVersionError, createCodec, deserializeError,
+  type ResultsMessage, type ShippedCode, type SlotLostMessage,
+} from '@mapscale/protocol';
+import {
+  AbortError, CleanupError, JobError, JobTimeoutError, NoWorkersError, ProcessorClosedError, SetupError, ShippingError,
+  WorkerCrashedError,
+} from './errors.js';
 import { LocalDaemon } from './local-daemon.js';
-import { MapRun, Scheduler, type Batch, type ResultOutcome } from './scheduler.js';
+import { MapRun, Scheduler, type Batch, type JobFailure, type ResultOutcome, type SlotLoss } from './scheduler.js';
+import { ArrayResults, OrderedResults, UnorderedResults, type ResultStore } from './result-stores.js';
 import { parseAddress, type DaemonAddress } from './transport.js';
 import { WorkerSession } from './worker-session.js';
 import type { ResolvedProcessorOptions } from './options.js';
@@ -11,19 +18,67 @@ import type { ResolvedProcessorOptions } from './options.js';
 /** A Processor's life; only 'running' takes new maps. */
 export type EngineStatus = 'starting' | 'running' | 'closing' | 'closed';
 
+/** What the Processor re-emits to the app. */
+export interface WorkerEvent {
+  address: string;
+  slots?: number;
+  reason?: Error;
+}
+export type EngineEventName = 'worker-joined' | 'worker-lost' | 'worker-rejoined';
+
+/**
+ * A place workers come from: a daemon address, or a local daemon the engine starts (and restarts
+ * when it dies). It keeps being reconnected, with backoff, until shutdown.
+ */
+interface Endpoint {
+  readonly local: boolean;
+  label: string;
+  address: DaemonAddress | null;
+  daemon: LocalDaemon | null;
+  session: WorkerSession | null;
+  /** Consecutive failed attempts, for the backoff. */
+  failures: number;
+  joinedOnce: boolean;
+  retry: NodeJS.Timeout | null;
+  /** The daemon said goodbye: its slots were handed back already. */
+  retiring: boolean;
+}
+
 interface SlotRef {
+  endpoint: Endpoint;
   session: WorkerSession;
   slot: number;
 }
 
-interface PendingRun {
-  resolve: (results: unknown[]) => void;
-  reject: (error: Error) => void;
+export interface RunRequest {
+  settle: boolean;
+  jobTimeoutMs: number | undefined;
+  signal: AbortSignal | undefined;
+}
+
+/** One map/imap call: its run, where its input comes from, and who waits for it. */
+interface RunHandle {
+  readonly run: MapRun;
+  readonly input: Iterator<unknown> | AsyncIterator<unknown> | null;
+  feeding: boolean;
+  error: Error | null;
+  /** Settles an array map; streams use `wake`. */
+  resolve?: (results: unknown[]) => void;
+  reject?: (error: Error) => void;
+  wake: (() => void) | null;
+  detach: () => void;
+}
+
+/** Errors that no retry can fix: the configuration or the code is wrong. */
+function isPermanent(error: unknown): boolean {
+  return error instanceof AuthenticationError || error instanceof ProtocolVersionError ||
+    error instanceof SetupError || error instanceof ShippingError;
 }
 
 /**
- * Carries out what the Scheduler decides: owns the worker sessions (and local daemons), encodes
- * batches, decodes results, settles each map's promise. Processor is its thin public face.
+ * Carries out what the Scheduler decides: owns the endpoints (daemon connections and local
+ * daemons) and their recovery, encodes batches, decodes results, settles each call. Processor is
+ * its thin public face.
  */
 export class Engine {
   #status: EngineStatus = 'starting';
@@ -32,12 +87,14 @@ export class Engine {
   readonly #code: ShippedCode;
   readonly #codec = createCodec();
   readonly #scheduler: Scheduler;
-  readonly #sessions: WorkerSession[] = [];
+  readonly #emit: (event: EngineEventName, payload: WorkerEvent) => void;
+  readonly #endpoints: Endpoint[] = [];
   readonly #slots = new Map<number, SlotRef>();
-  readonly #sessionSlots = new Map<WorkerSession, number[]>();
-  readonly #pending = new Map<MapRun, PendingRun>();
+  readonly #sessionSlots = new Map<WorkerSession, Map<number, number>>();
+  readonly #handles = new Map<MapRun, RunHandle>();
   readonly #lost: { address: string; reason: Error }[] = [];
-  #localDaemon: LocalDaemon | null = null;
+  /** Instances being replaced inside live daemons, and local daemons being restarted: workers still to come. */
+  #recovering = 0;
   #nextSlotId = 1;
   #nextRunId = 1;
   #ready: Promise<void>;
@@ -45,12 +102,14 @@ export class Engine {
   /** Sockets and child processes are unref'd; this ref'd timer keeps the app alive only while a caller awaits us. */
   #keepAlive: NodeJS.Timeout | null = null;
   #busy = 0;
-  readonly #inProgress = new Set<Promise<unknown[]>>();
+  readonly #inProgress = new Set<Promise<unknown>>();
   #forced = false;
 
-  constructor(code: ShippedCode, workers: number | readonly DaemonAddress[], options: ResolvedProcessorOptions) {
+  constructor(code: ShippedCode, workers: number | readonly DaemonAddress[], options: ResolvedProcessorOptions,
+    emit: (event: EngineEventName, payload: WorkerEvent) => void = () => {}) {
     this.#code = code;
     this.#options = options;
+    this.#emit = emit;
     this.#log = options.logger.child({ component: 'engine' });
     this.#scheduler = new Scheduler({ chunkSize: options.chunkSize });
     this.#ready = this.#start(workers);
@@ -66,81 +125,386 @@ export class Engine {
     return this.#slots.size;
   }
 
+  // ── Endpoints: connecting, losing, rejoining ─────────────────────────────
+
   async #start(workers: number | readonly DaemonAddress[]): Promise<void> {
-    let addresses: DaemonAddress[];
-    let secret = this.#options.secret;
     if (typeof workers === 'number') {
-      secret = randomBytes(32).toString('base64url');
-      this.#localDaemon = new LocalDaemon(workers, secret, this.#options.logger, this.#options.localStartTimeoutMs);
-      addresses = [parseAddress(await this.#localDaemon.address)];
+      this.#endpoints.push(this.#endpoint(true, 'local', null));
+      this.#localWorkers = workers;
     } else {
-      addresses = [...workers];
+      for (const address of workers) this.#endpoints.push(this.#endpoint(false, address.label, address));
     }
-    const sessions = addresses.map((address) => new WorkerSession(address, {
-      secret, connectTimeoutMs: this.#options.connectTimeoutMs, logger: this.#options.logger,
-    }));
-    this.#sessions.push(...sessions);
-    const opened = await Promise.allSettled(sessions.map((session) => this.#open(session)));
-    const failure = opened.find((o): o is PromiseRejectedResult => o.status === 'rejected');
-    if (failure) throw failure.reason;
+    const first = await Promise.allSettled(this.#endpoints.map((endpoint) => this.#connect(endpoint)));
+    const failures = first.filter((o): o is PromiseRejectedResult => o.status === 'rejected').map((o) => o.reason as Error);
+    const permanent = failures.find(isPermanent);
+    if (permanent) throw permanent;
+    if (this.#slots.size === 0 && failures.length > 0) throw failures.length === 1 ? failures[0] : new NoWorkersError(this.#lost);
     if (this.#status === 'starting') this.#status = 'running';
+    // Some answered, some not (yet): keep trying those in the background.
+    for (const endpoint of this.#endpoints) if (!endpoint.session) this.#scheduleReconnect(endpoint);
   }
 
-  async #open(session: WorkerSession): Promise<void> {
-    session.on('results', (message) => this.#onResults(session, message));
-    session.on('lost', (reason) => this.#onLost(session, reason));
-    const slots = await session.open(this.#code);
-    const ids: number[] = [];
-    for (let slot = 0; slot < slots; slot++) {
-      const id = this.#nextSlotId++;
-      this.#slots.set(id, { session, slot });
-      this.#scheduler.addSlot(id);
-      ids.push(id);
+  #localWorkers = 0;
+
+  #endpoint(local: boolean, label: string, address: DaemonAddress | null): Endpoint {
+    return { local, label, address, daemon: null, session: null, failures: 0, joinedOnce: false, retry: null, retiring: false };
+  }
+
+  /** One attempt to bring an endpoint up; on a passing failure it schedules the next. */
+  async #connect(endpoint: Endpoint): Promise<void> {
+    endpoint.retry = null;
+    let secret = this.#options.secret;
+    try {
+      if (endpoint.local) {
+        secret = randomBytes(32).toString('base64url');
+        endpoint.daemon = new LocalDaemon(this.#localWorkers, secret, this.#options.logger, this.#options.localStartTimeoutMs);
+        endpoint.address = parseAddress(await endpoint.daemon.address);
+        endpoint.label = endpoint.address.label;
+      }
+      const session = new WorkerSession(endpoint.address!, {
+        secret,
+        connectTimeoutMs: this.#options.connectTimeoutMs,
+        logger: this.#options.logger,
+        heartbeatIntervalMs: this.#options.heartbeatIntervalMs,
+        heartbeatTimeoutMs: this.#options.heartbeatTimeoutMs,
+      });
+      endpoint.session = session;
+      endpoint.retiring = false;
+      session.on('results', (message) => this.#onResults(session, message));
+      session.on('slot-lost', (message) => this.#onSlotLost(session, message));
+      session.on('slot-ready', (slot) => this.#onSlotReady(endpoint, session, slot));
+      session.on('slot-failed', (slot, error) => this.#onSlotFailed(session, slot, error));
+      session.on('goodbye', (reason) => this.#onGoodbye(endpoint, session, reason));
+      session.on('lost', (reason) => this.#onLost(endpoint, session, reason));
+      const slots = await session.open(this.#code);
+      // While closing, maps that were called before shutdown() still need these workers.
+      if (this.#status === 'closed') {
+        await session.shutdown().catch(() => session.destroy());
+        await endpoint.daemon?.stop();
+        return;
+      }
+      const ids = new Map<number, number>();
+      this.#sessionSlots.set(session, ids);
+      for (let slot = 0; slot < slots; slot++) this.#addSlot(endpoint, session, slot);
+      endpoint.failures = 0;
+      const event = endpoint.joinedOnce ? 'worker-rejoined' : 'worker-joined';
+      endpoint.joinedOnce = true;
+      this.#log.info({ event, worker: endpoint.label, slots });
+      this.#emit(event, { address: endpoint.label, slots });
+      this.#pump();
+    } catch (error) {
+      endpoint.session?.destroy();
+      endpoint.session = null;
+      await endpoint.daemon?.stop();
+      endpoint.daemon = null;
+      if (this.#status === 'closing' || this.#status === 'closed') return;
+      endpoint.failures++;
+      this.#log.warn({ event: 'connect-failed', worker: endpoint.label, attempt: endpoint.failures, reason: (error as Error).message });
+      // A wrong secret or incompatible release will not fix itself. Start-up failures are decided in #start.
+      if (!isPermanent(error) && this.#status === 'running') this.#scheduleReconnect(endpoint);
+      throw error;
     }
-    this.#sessionSlots.set(session, ids);
-    this.#log.info({ event: 'worker-joined', worker: session.address.label, slots });
+  }
+
+  #scheduleReconnect(endpoint: Endpoint): void {
+    if (endpoint.retry || this.#status === 'closing' || this.#status === 'closed') return;
+    const { reconnectDelayMs, maxReconnectDelayMs } = this.#options;
+    const delay = Math.min(maxReconnectDelayMs, reconnectDelayMs * 2 ** Math.min(endpoint.failures, 16)) * (0.5 + Math.random() / 2);
+    if (endpoint.local) this.#recovering++;
+    endpoint.retry = setTimeout(() => {
+      if (endpoint.local) this.#recovering--;
+      this.#connect(endpoint).catch(() => this.#checkWorkersLeft());
+    }, delay);
+    endpoint.retry.unref();
+  }
+
+  #addSlot(endpoint: Endpoint, session: WorkerSession, slot: number): void {
+    const id = this.#nextSlotId++;
+    this.#slots.set(id, { endpoint, session, slot });
+    this.#sessionSlots.get(session)?.set(slot, id);
+    this.#scheduler.addSlot(id);
+  }
+
+  /** Takes a slot out of service; `loss` says whom to blame for the job it was running. */
+  #removeSlot(session: WorkerSession, slot: number, loss: SlotLoss): void {
+    const ids = this.#sessionSlots.get(session);
+    const id = ids?.get(slot);
+    if (id === undefined) return;
+    ids!.delete(slot);
+    const address = this.#slots.get(id)!.endpoint.label;
+    this.#slots.delete(id);
+    this.#settle(this.#scheduler.removeSlot(id, loss), () => address);
+  }
+
+  #onLost(endpoint: Endpoint, session: WorkerSession, reason: MapScaleError): void {
+    const ids = this.#sessionSlots.get(session);
+    if (ids) {
+      for (const slot of [...ids.keys()]) this.#removeSlot(session, slot, endpoint.retiring ? { kind: 'retired' } : { kind: 'disconnected' });
+      this.#sessionSlots.delete(session);
+    }
+    if (endpoint.session === session) endpoint.session = null;
+    this.#lost.push({ address: endpoint.label, reason });
+    this.#log.warn({ event: 'worker-lost', worker: endpoint.label, code: reason.code, reason: reason.message });
+    this.#emit('worker-lost', { address: endpoint.label, reason });
+    if (endpoint.local) {
+      // The local daemon is gone or unreachable: make sure it is dead, then start a new one.
+      void endpoint.daemon?.stop();
+      endpoint.daemon = null;
+    }
+    this.#scheduleReconnect(endpoint);
+    this.#checkWorkersLeft();
     this.#pump();
   }
 
+  /** The daemon is stopping: hand its jobs to others now rather than wait for its last answers. */
+  #onGoodbye(endpoint: Endpoint, session: WorkerSession, reason: string): void {
+    this.#log.info({ event: 'worker-retiring', worker: endpoint.label, reason });
+    endpoint.retiring = true;
+    const ids = this.#sessionSlots.get(session);
+    for (const slot of [...(ids?.keys() ?? [])]) this.#removeSlot(session, slot, { kind: 'retired' });
+    this.#checkWorkersLeft();
+    this.#pump();
+  }
+
+  #onSlotLost(session: WorkerSession, message: SlotLostMessage): void {
+    const loss: SlotLoss = message.batch === undefined || message.jobOffset === undefined
+      ? { kind: 'disconnected' }
+      : message.reason === 'timeout'
+        ? { kind: 'timeout', batchId: message.batch, jobOffset: message.jobOffset }
+        : { kind: 'crashed', batchId: message.batch, jobOffset: message.jobOffset, error: message.error };
+    if (message.batch === undefined) {
+      // Died between jobs: nobody to blame, everything it held goes back.
+      this.#removeSlot(session, message.slot, { kind: 'retired' });
+    } else {
+      this.#removeSlot(session, message.slot, loss);
+    }
+    this.#recovering++;
+    this.#pump();
+  }
+
+  #onSlotReady(endpoint: Endpoint, session: WorkerSession, slot: number): void {
+    this.#recovering = Math.max(0, this.#recovering - 1);
+    if (!this.#sessionSlots.has(session)) return;
+    this.#addSlot(endpoint, session, slot);
+    this.#pump();
+  }
+
+  #onSlotFailed(session: WorkerSession, slot: number, error: Error): void {
+    this.#recovering = Math.max(0, this.#recovering - 1);
+    this.#log.error({ event: 'instance-replacement-failed', worker: session.address.label, slot, reason: error.message });
+    this.#checkWorkersLeft();
+  }
+
+  /** With no worker left and none on its way back, nothing can finish: fail every call now. */
+  #checkWorkersLeft(): void {
+    if (this.#slots.size > 0 || this.#recovering > 0 || this.#status !== 'running') return;
+    if (this.#handles.size === 0) return;
+    const error = new NoWorkersError(this.#lost);
+    for (const handle of [...this.#handles.values()]) this.#abandon(handle, error);
+  }
+
+  // ── Calls: map, imap, imapUnordered ─────────────────────────────────────
+
   /** Runs `task` with the process held alive: the caller awaits it, so the app must not exit meanwhile. */
-  async #whileBusy<T>(task: () => Promise<T>): Promise<T> {
+  #hold(): () => void {
     if (this.#busy++ === 0) this.#keepAlive = setInterval(() => {}, 1 << 30);
-    try {
-      return await task();
-    } finally {
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
       if (--this.#busy === 0) clearInterval(this.#keepAlive!);
+    };
+  }
+
+  #checkOpen(): void {
+    if (this.#status === 'closing' || this.#status === 'closed') {
+      throw new ProcessorClosedError('this Processor was shut down; create a new one');
     }
   }
 
   /**
    * A map counts as running from the moment it is called: shutdown() waits for it even while its
-   * jobs are still being collected or the workers are still starting.
+   * workers are still starting.
    */
-  map(jobs: Promise<readonly unknown[]>): Promise<unknown[]> {
-    if (this.#status === 'closing' || this.#status === 'closed') {
-      jobs.catch(() => {});
-      return Promise.reject(new ProcessorClosedError('this Processor was shut down; create a new one'));
+  map(jobs: Iterable<unknown> | AsyncIterable<unknown>, request: RunRequest): Promise<unknown[]> {
+    try {
+      this.#checkOpen();
+    } catch (error) {
+      return Promise.reject(error);
     }
-    const result = this.#whileBusy(() => this.#map(jobs));
+    const release = this.#hold();
+    const result = this.#startRun(jobs, request, new ArrayResults(Array.isArray(jobs) ? jobs.length : 0))
+      .then((handle) => new Promise<unknown[]>((resolve, reject) => {
+        if (handle.error) return reject(handle.error);
+        if (handle.run.status === 'succeeded') return resolve((handle.run.results as ArrayResults).values);
+        handle.resolve = resolve;
+        handle.reject = reject;
+      }));
     this.#inProgress.add(result);
-    const forget = () => this.#inProgress.delete(result);
-    result.then(forget, forget);
+    const done = () => {
+      this.#inProgress.delete(result);
+      release();
+    };
+    result.then(done, done);
     return result;
   }
 
-  async #map(jobsPromise: Promise<readonly unknown[]>): Promise<unknown[]> {
-    const jobs = await jobsPromise;
+  /** Results as an async iterator, in job order (`ordered`) or as they come. */
+  stream(jobs: Iterable<unknown> | AsyncIterable<unknown>, request: RunRequest, ordered: boolean): AsyncIterableIterator<unknown> {
+    this.#checkOpen();
+    const release = this.#hold();
+    const store = ordered ? new OrderedResults() : new UnorderedResults();
+    const started = this.#startRun(jobs, request, store);
+    started.catch(() => {});
+    let ready: unknown[] = [];
+    let finished = false;
+    const finish = (handle?: RunHandle) => {
+      if (finished) return;
+      finished = true;
+      if (handle && handle.run.status === 'running') this.#abandon(handle, null);
+      release();
+    };
+    const iterator: AsyncIterableIterator<unknown> = {
+      [Symbol.asyncIterator]: () => iterator,
+      next: async () => {
+        if (finished && ready.length === 0) return { done: true, value: undefined };
+        let handle: RunHandle;
+        try {
+          handle = await started;
+        } catch (error) {
+          finish();
+          throw error;
+        }
+        for (;;) {
+          if (ready.length > 0) return { done: false, value: ready.shift() };
+          ready = store.takeReady();
+          if (ready.length > 0) {
+            // Room freed in the window: dispatch and read more.
+            this.#pump();
+            this.#resumeFeed(handle);
+            continue;
+          }
+          if (handle.error) {
+            const error = handle.error;
+            handle.error = null;
+            finish(handle);
+            throw error;
+          }
+          if (handle.run.status !== 'running' || finished) {
+            finish(handle);
+            return { done: true, value: undefined };
+          }
+          await new Promise<void>((wake) => (handle.wake = wake));
+        }
+      },
+      return: async () => {
+        finish(await started.catch(() => undefined));
+        ready = [];
+        return { done: true, value: undefined };
+      },
+    };
+    return iterator;
+  }
+
+  async #startRun(jobs: Iterable<unknown> | AsyncIterable<unknown>, request: RunRequest, store: ResultStore): Promise<RunHandle> {
+    if (request.signal?.aborted) throw new AbortError('the map was aborted before it started', { cause: request.signal.reason });
     await this.#ready;
     if (this.#forced) throw new ProcessorClosedError('the Processor was shut down while this map waited to start');
-    const run = new MapRun(this.#nextRunId++, jobs);
-    if (run.total === 0) return [];
-    if (this.#slots.size === 0) throw new NoWorkersError(this.#lost);
-    return new Promise((resolve, reject) => {
-      this.#pending.set(run, { resolve, reject });
-      this.#scheduler.addRun(run);
-      this.#pump();
-    });
+    if (this.#slots.size === 0 && this.#recovering === 0) throw new NoWorkersError(this.#lost);
+    const options = {
+      settle: request.settle,
+      timeoutMs: request.jobTimeoutMs,
+      maxJobRetries: this.#options.maxJobRetries,
+      window: Array.isArray(jobs) ? Infinity : this.#options.window,
+    };
+    const run = new MapRun(this.#nextRunId++, Array.isArray(jobs) ? jobs : undefined, options, store);
+    let input: Iterator<unknown> | AsyncIterator<unknown> | null = null;
+    if (!Array.isArray(jobs)) {
+      input = typeof (jobs as AsyncIterable<unknown>)[Symbol.asyncIterator] === 'function'
+        ? (jobs as AsyncIterable<unknown>)[Symbol.asyncIterator]()
+        : (jobs as Iterable<unknown>)[Symbol.iterator]();
+    }
+    const handle: RunHandle = { run, input, feeding: false, error: null, wake: null, detach: () => {} };
+    if (request.signal) {
+      const signal = request.signal;
+      const onAbort = () => this.#abandon(handle, new AbortError('the map was aborted', { cause: signal.reason }));
+      signal.addEventListener('abort', onAbort, { once: true });
+      handle.detach = () => signal.removeEventListener('abort', onAbort);
+    }
+    this.#handles.set(run, handle);
+    this.#settle(this.#scheduler.addRun(run));
+    if (input) this.#resumeFeed(handle);
+    this.#pump();
+    return handle;
   }
+
+  #resumeFeed(handle: RunHandle): void {
+    if (!handle.feeding && handle.input && handle.run.wantsJobs) void this.#feed(handle);
+  }
+
+  /** Reads the input while the run's window has room; each job read may be dispatched at once. */
+  async #feed(handle: RunHandle): Promise<void> {
+    const { run, input } = handle;
+    handle.feeding = true;
+    try {
+      while (run.wantsJobs) {
+        const step = input!.next();
+        const item = step instanceof Promise ? await step : (step as IteratorResult<unknown>);
+        if (run.status !== 'running') return;
+        if (item.done) {
+          this.#settle(this.#scheduler.inputEnded(run));
+          return;
+        }
+        run.pushJob(item.value);
+        if (step instanceof Promise) this.#pump();
+      }
+    } catch (error) {
+      this.#abandon(handle, new MapScaleError(`reading the jobs failed: ${(error as Error).message}`, { cause: error }));
+    } finally {
+      handle.feeding = false;
+      this.#pump();
+    }
+  }
+
+  /**
+   * Ends a call before its jobs are all answered: `error` for its caller (null when the caller
+   * itself stopped reading). Workers are told to drop its queued batches.
+   */
+  #abandon(handle: RunHandle, error: Error | null): void {
+    const dropped = this.#scheduler.endRun(handle.run, 'failed');
+    this.#cancelOnWorkers(dropped);
+    this.#close(handle, error);
+    void (handle.input as AsyncIterator<unknown> | null)?.return?.();
+    this.#pump();
+  }
+
+  #cancelOnWorkers(batches: Batch[]): void {
+    const bySlot = new Map<number, number[]>();
+    for (const batch of batches) {
+      const list = bySlot.get(batch.slotId) ?? [];
+      list.push(batch.id);
+      bySlot.set(batch.slotId, list);
+    }
+    for (const [slotId, ids] of bySlot) {
+      const ref = this.#slots.get(slotId);
+      ref?.session.cancel(ref.slot, ids);
+    }
+  }
+
+  /** A call is over: tell whoever waits. */
+  #close(handle: RunHandle, error: Error | null): void {
+    if (!this.#handles.delete(handle.run)) return;
+    handle.detach();
+    if (error) {
+      handle.error = error;
+      handle.reject?.(error);
+    } else if (handle.run.status === 'succeeded') {
+      handle.resolve?.((handle.run.results as ArrayResults).values);
+    }
+    handle.wake?.();
+  }
+
+  // ── Batches out, results in ─────────────────────────────────────────────
 
   /** Hands out every batch the scheduler has credit for; all writes of one pump share a tick (corked). */
   #pump(): void {
@@ -150,16 +514,16 @@ export class Engine {
   #send(batch: Batch): void {
     const ref = this.#slots.get(batch.slotId)!;
     const run = batch.run;
-    const payload = this.#codec.pack(run.jobs.slice(batch.start, batch.end));
+    const payload = this.#codec.pack(run.jobs(batch.start, batch.end));
     this.#scheduler.observeEncoded(run, payload.length, batch.end - batch.start);
-    ref.session.sendJobs(ref.slot, batch.id, payload);
+    ref.session.sendJobs(ref.slot, batch.id, payload, run.options.timeoutMs);
   }
 
   #onResults(session: WorkerSession, message: ResultsMessage): void {
     const batch = this.#scheduler.batch(message.batch);
     const ref = batch && this.#slots.get(batch.slotId);
     if (!batch || !ref || ref.session !== session || ref.slot !== message.slot) {
-      return; // a part for a batch already given up on (its slot was lost): already re-dispatched
+      return; // a part for a batch already given up on (lost or cancelled): answered elsewhere or unwanted
     }
     let values: unknown;
     try {
@@ -167,83 +531,90 @@ export class Engine {
     } catch (error) {
       values = error;
     }
-    if (!Array.isArray(values) || message.offset + values.length > batch.end - batch.start) {
+    const outcome = Array.isArray(values)
+      ? this.#scheduler.onResults(message.batch, message.offset, values, message.errors, message.busyMs, message.final)
+      : { completed: [], failed: [], malformed: true };
+    if (outcome.malformed) {
       session.destroy();
-      this.#onLost(session, new ProtocolError(`daemon ${session.address.label} sent malformed results for batch ${message.batch}`));
       return;
     }
-    const outcome = this.#scheduler.onResults(message.batch, message.offset, values, message.errors, message.busyMs, message.final);
-    this.#settle(outcome);
+    this.#settle(outcome, () => ref.endpoint.label);
+    const handle = this.#handles.get(batch.run);
+    handle?.wake?.();
+    if (handle) this.#resumeFeed(handle);
     this.#pump();
   }
 
-  #settle(outcome: ResultOutcome): void {
-    for (const run of outcome.completed) {
-      this.#pending.get(run)?.resolve(run.results);
-      this.#pending.delete(run);
-    }
+  /** Settles what an event decided: failed jobs become errors (or settled reasons), finished calls resolve. */
+  #settle(outcome: ResultOutcome, addressOf: (slotId: number) => string = (id) => this.#slots.get(id)?.endpoint.label ?? 'unknown'): void {
     for (const failure of outcome.failed) {
-      const ref = this.#slots.get(failure.slotId);
-      const address = ref ? ref.session.address.label : 'unknown';
-      this.#pending.get(failure.run)?.reject(new JobError(failure.jobIndex, address, deserializeError(failure.error)));
-      this.#pending.delete(failure.run);
+      const handle = this.#handles.get(failure.run);
+      if (!handle) continue;
+      const error = this.#failureError(failure, addressOf(failure.slotId));
+      if (failure.run.options.settle) failure.run.results.put(failure.jobIndex, { status: 'rejected', reason: error });
+      else this.#abandon(handle, error);
+    }
+    for (const run of outcome.completed) {
+      const handle = this.#handles.get(run);
+      if (handle) this.#close(handle, null);
     }
   }
 
-  #onLost(session: WorkerSession, reason: MapScaleError): void {
-    const ids = this.#sessionSlots.get(session) ?? [];
-    this.#sessionSlots.delete(session);
-    if (ids.length === 0) return;
-    this.#lost.push({ address: session.address.label, reason });
-    for (const id of ids) {
-      this.#scheduler.removeSlot(id);
-      this.#slots.delete(id);
+  #failureError(failure: JobFailure, address: string): Error {
+    const cause = failure.error ? deserializeError(failure.error) : undefined;
+    switch (failure.kind) {
+      case 'error': return new JobError(failure.jobIndex, address, cause!);
+      case 'timeout': return new JobTimeoutError(failure.jobIndex, failure.run.options.timeoutMs ?? 0, address);
+      case 'crash': return new WorkerCrashedError(failure.jobIndex, failure.attempts ?? 0, address, cause);
     }
-    this.#log.warn({ event: 'worker-lost', worker: session.address.label, code: reason.code, reason: reason.message });
-    if (this.#slots.size === 0) {
-      const error = new NoWorkersError(this.#lost);
-      for (const run of [...this.#pending.keys()]) {
-        this.#scheduler.endRun(run, 'failed');
-        this.#pending.get(run)!.reject(error);
-        this.#pending.delete(run);
-      }
-      return;
-    }
-    this.#pump();
   }
+
+  // ── Shutdown ────────────────────────────────────────────────────────────
 
   /**
    * Lets running maps finish (unless `force`, which rejects them), then runs cleanup() on every
    * worker instance, closes every session and stops local daemons. Cleanup failures reject.
+   * Open streams (imap) are ended with ProcessorClosedError.
    */
   shutdown(force = false): Promise<void> {
-    this.#shutdown ??= this.#whileBusy(() => this.#close(force));
+    if (!this.#shutdown) {
+      const release = this.#hold();
+      this.#shutdown = this.#closeAll(force).finally(release);
+    }
     return this.#shutdown;
   }
 
-  async #close(force: boolean): Promise<void> {
+  async #closeAll(force: boolean): Promise<void> {
     this.#status = 'closing';
+    const closed = new ProcessorClosedError('the Processor was shut down while this call ran');
     if (force) {
       this.#forced = true;
-      const error = new ProcessorClosedError('the Processor was shut down while this map ran');
-      for (const [run, pending] of this.#pending) {
-        this.#scheduler.endRun(run, 'failed');
-        pending.reject(error);
+      for (const handle of [...this.#handles.values()]) this.#abandon(handle, closed);
+    } else {
+      // Maps drain; a stream may have a consumer that stopped reading, so it is ended instead.
+      for (const handle of [...this.#handles.values()]) {
+        if (!(handle.run.results instanceof ArrayResults)) this.#abandon(handle, closed);
       }
-      this.#pending.clear();
     }
     await Promise.allSettled(this.#inProgress);
     await this.#ready.catch(() => {});
+    for (const endpoint of this.#endpoints) {
+      if (endpoint.retry) clearTimeout(endpoint.retry);
+      endpoint.retry = null;
+    }
     const failures: { workerAddress: string; error: Error }[] = [];
-    await Promise.all(this.#sessions.map(async (session) => {
-      try {
-        for (const { slot, error } of await session.shutdown()) failures.push({ workerAddress: `${session.address.label}#${slot}`, error });
-      } catch (error) {
-        this.#log.warn({ event: 'shutdown-incomplete', worker: session.address.label, reason: (error as Error).message });
-        session.destroy();
+    await Promise.all(this.#endpoints.map(async (endpoint) => {
+      const session = endpoint.session;
+      if (session) {
+        try {
+          for (const { slot, error } of await session.shutdown()) failures.push({ workerAddress: `${endpoint.label}#${slot}`, error });
+        } catch (error) {
+          this.#log.warn({ event: 'shutdown-incomplete', worker: endpoint.label, reason: (error as Error).message });
+          session.destroy();
+        }
       }
+      await endpoint.daemon?.stop();
     }));
-    await this.#localDaemon?.stop();
     this.#status = 'closed';
     if (failures.length > 0) throw new CleanupError(failures);
   }

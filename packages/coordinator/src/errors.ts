@@ -55,3 +55,30 @@ export class WorkerLostError extends MapScaleError {
     super(`worker ${workerAddress} was lost: ${cause.message}`, { cause });
   }
 }
+
+/** A job kept killing the worker it ran on (`attempts` times, each time alone); it is not tried again. */
+export class WorkerCrashedError extends MapScaleError {
+  override readonly code = 'MS_WORKER_CRASHED';
+  constructor(readonly jobIndex: number, readonly attempts: number, readonly workerAddress: string, cause?: Error) {
+    super(`job ${jobIndex} crashed its worker ${attempts} time(s), last on ${workerAddress}; it is not retried again` +
+      (cause ? `: ${cause.message}` : ''), cause ? { cause } : undefined);
+  }
+}
+
+/** A job ran longer than its time limit; its worker instance was replaced by a fresh one. */
+export class JobTimeoutError extends MapScaleError {
+  override readonly code = 'MS_JOB_TIMEOUT';
+  constructor(readonly jobIndex: number, readonly timeoutMs: number, readonly workerAddress: string) {
+    super(`job ${jobIndex} ran longer than ${timeoutMs} ms on ${workerAddress}; its worker instance was replaced`);
+  }
+}
+
+/** The map was cancelled through its AbortSignal; `cause` is the signal's reason. */
+export class AbortError extends MapScaleError {
+  override readonly code = 'MS_ABORTED';
+}
+
+/** A daemon stopped answering heartbeats: treated as dead, its jobs sent elsewhere. */
+export class HeartbeatTimeoutError extends MapScaleError {
+  override readonly code = 'MS_HEARTBEAT_TIMEOUT';
+}

@@ -1,8 +1,11 @@
-export { Processor, type WorkFunctionInput, type WorkersInput } from './processor.js';
+export { Processor, type WorkFunctionInput, type WorkersInput, type Jobs, type ProcessorEvents } from './processor.js';
+export type { Settled } from './result-stores.js';
+export type { WorkerEvent } from './engine.js';
 export { WorkFunction, ModuleScopeError, RestoreError } from '@mapscale/worker-server';
-export { DEFAULT_PROCESSOR_OPTIONS, type ProcessorOptions } from './options.js';
+export { DEFAULT_PROCESSOR_OPTIONS, type ProcessorOptions, type MapOptions } from './options.js';
 export {
   JobError, SetupError, CleanupError, ProcessorClosedError, NoWorkersError, ShippingError, InvalidOptionError, WorkerLostError,
+  WorkerCrashedError, JobTimeoutError, AbortError, HeartbeatTimeoutError,
 } from './errors.js';
 export { LocalDaemonError } from './local-daemon.js';
 export {

@@ -12,6 +12,29 @@ export interface ProcessorOptions {
   chunkSize?: number;
   /** For `new Processor(fn, N)`: how long a local daemon may take to start. */
   localStartTimeoutMs?: number;
+  /** Default time limit per job; a job over it fails with JobTimeoutError. Undefined: none. */
+  jobTimeoutMs?: number;
+  /** A job that kills its worker is tried again this many times (alone), then fails with WorkerCrashedError. */
+  maxJobRetries?: number;
+  /** How often each daemon is pinged. */
+  heartbeatIntervalMs?: number;
+  /** A daemon silent for this long is treated as dead and its jobs are sent elsewhere. */
+  heartbeatTimeoutMs?: number;
+  /** First delay before reconnecting a lost daemon; it doubles up to maxReconnectDelayMs. */
+  reconnectDelayMs?: number;
+  maxReconnectDelayMs?: number;
+  /** Streamed inputs (async iterables, imap): jobs read or in flight ahead of the oldest unanswered one. */
+  window?: number;
+}
+
+/** Per call: `map(jobs, options)`, `imap(jobs, options)`. */
+export interface MapOptions {
+  /** Cancels the map: dispatch stops, queued jobs are dropped on the workers, the call rejects with AbortError. */
+  signal?: AbortSignal;
+  /** Resolve to one `{ status, value | reason }` per job instead of rejecting on the first failure. */
+  settle?: boolean;
+  /** Time limit per job for this call (overrides the Processor's). */
+  jobTimeoutMs?: number;
 }
 
 export interface ResolvedProcessorOptions {
@@ -20,6 +43,13 @@ export interface ResolvedProcessorOptions {
   logger: Logger;
   chunkSize: number | undefined;
   localStartTimeoutMs: number;
+  jobTimeoutMs: number | undefined;
+  maxJobRetries: number;
+  heartbeatIntervalMs: number;
+  heartbeatTimeoutMs: number;
+  reconnectDelayMs: number;
+  maxReconnectDelayMs: number;
+  window: number;
 }
 
 export const DEFAULT_PROCESSOR_OPTIONS = Object.freeze({
@@ -27,6 +57,13 @@ export const DEFAULT_PROCESSOR_OPTIONS = Object.freeze({
   connectTimeoutMs: 10_000,
   chunkSize: undefined,
   localStartTimeoutMs: 20_000,
+  jobTimeoutMs: undefined,
+  maxJobRetries: 2,
+  heartbeatIntervalMs: 1_000,
+  heartbeatTimeoutMs: 5_000,
+  reconnectDelayMs: 200,
+  maxReconnectDelayMs: 5_000,
+  window: 50_000,
 });
 
 function checkPositiveInteger(name: string, value: unknown): void {
@@ -35,11 +72,26 @@ function checkPositiveInteger(name: string, value: unknown): void {
   }
 }
 
+/** Checks one call's options against the Processor's. */
+export function resolveMapOptions(options: MapOptions | undefined, processor: ResolvedProcessorOptions): { signal: AbortSignal | undefined; settle: boolean; jobTimeoutMs: number | undefined } {
+  if (options !== undefined && (typeof options !== 'object' || options === null)) throw new InvalidOptionError('map options must be an object');
+  checkPositiveInteger('jobTimeoutMs', options?.jobTimeoutMs);
+  const signal = options?.signal;
+  if (signal !== undefined && !(signal instanceof AbortSignal)) throw new InvalidOptionError('option "signal" must be an AbortSignal');
+  return { signal, settle: options?.settle === true, jobTimeoutMs: options?.jobTimeoutMs ?? processor.jobTimeoutMs };
+}
+
 export function resolveProcessorOptions(options: ProcessorOptions = {}): ResolvedProcessorOptions {
   if (typeof options !== 'object' || options === null) throw new InvalidOptionError('options must be an object');
   checkPositiveInteger('connectTimeoutMs', options.connectTimeoutMs);
   checkPositiveInteger('chunkSize', options.chunkSize);
   checkPositiveInteger('localStartTimeoutMs', options.localStartTimeoutMs);
+  for (const name of ['jobTimeoutMs', 'heartbeatIntervalMs', 'heartbeatTimeoutMs', 'reconnectDelayMs', 'maxReconnectDelayMs', 'window'] as const) {
+    checkPositiveInteger(name, options[name]);
+  }
+  if (options.maxJobRetries !== undefined && (!Number.isInteger(options.maxJobRetries) || options.maxJobRetries < 0)) {
+    throw new InvalidOptionError(`option "maxJobRetries" must be an integer ≥ 0, got ${String(options.maxJobRetries)}`);
+  }
   const secret = options.secret ?? (process.env.MAPSCALE_SECRET || undefined);
   if (secret !== undefined && (typeof secret !== 'string' || secret.length === 0)) {
     throw new InvalidOptionError('option "secret" must be a non-empty string');
@@ -50,5 +102,12 @@ export function resolveProcessorOptions(options: ProcessorOptions = {}): Resolve
     logger: options.logger ?? pino({ level: 'warn' }, pino.destination({ dest: 2, sync: true })),
     chunkSize: options.chunkSize ?? DEFAULT_PROCESSOR_OPTIONS.chunkSize,
     localStartTimeoutMs: options.localStartTimeoutMs ?? DEFAULT_PROCESSOR_OPTIONS.localStartTimeoutMs,
+    jobTimeoutMs: options.jobTimeoutMs ?? DEFAULT_PROCESSOR_OPTIONS.jobTimeoutMs,
+    maxJobRetries: options.maxJobRetries ?? DEFAULT_PROCESSOR_OPTIONS.maxJobRetries,
+    heartbeatIntervalMs: options.heartbeatIntervalMs ?? DEFAULT_PROCESSOR_OPTIONS.heartbeatIntervalMs,
+    heartbeatTimeoutMs: options.heartbeatTimeoutMs ?? DEFAULT_PROCESSOR_OPTIONS.heartbeatTimeoutMs,
+    reconnectDelayMs: options.reconnectDelayMs ?? DEFAULT_PROCESSOR_OPTIONS.reconnectDelayMs,
+    maxReconnectDelayMs: options.maxReconnectDelayMs ?? DEFAULT_PROCESSOR_OPTIONS.maxReconnectDelayMs,
+    window: options.window ?? DEFAULT_PROCESSOR_OPTIONS.window,
   };
 }

@@ -1,8 +1,10 @@
-import { Engine, type EngineStatus } from './engine.js';
+import { EventEmitter } from 'node:events';
+import { Engine, type EngineStatus, type WorkerEvent } from './engine.js';
 import { InvalidOptionError } from './errors.js';
-import { resolveProcessorOptions, type ProcessorOptions } from './options.js';
+import { resolveMapOptions, resolveProcessorOptions, type MapOptions, type ProcessorOptions, type ResolvedProcessorOptions } from './options.js';
 import { shipWorkFunction } from './shipping.js';
 import { parseAddress, type DaemonAddress } from './transport.js';
+import type { Settled } from './result-stores.js';
 
 /** A WorkFunction instance, or a plain function (no setup/cleanup). Job and Result are inferred from it. */
 export type WorkFunctionInput<Job, Result> =
@@ -12,21 +14,37 @@ export type WorkFunctionInput<Job, Result> =
 /** Where the workers are: a number of local worker instances, or "host:port" addresses of daemons. */
 export type WorkersInput = number | readonly string[];
 
+export type Jobs<Job> = Iterable<Job> | AsyncIterable<Job>;
+
+/** Events a Processor emits as its workers come and go. */
+export interface ProcessorEvents {
+  /** A daemon (or the local workers) connected and set up for the first time. */
+  'worker-joined': [WorkerEvent];
+  /** A daemon was lost (died, unreachable, silent, stopping); its jobs went elsewhere. */
+  'worker-lost': [WorkerEvent];
+  /** A lost daemon is back, set up again, and takes jobs. */
+  'worker-rejoined': [WorkerEvent];
+}
+
 /**
  * A distributed `map`. Ships the work function once per worker, then maps job lists over every
  * worker instance, results in job order. Workers stay up between maps until `shutdown()`.
  */
-export class Processor<Job = unknown, Result = unknown> {
+export class Processor<Job = unknown, Result = unknown> extends EventEmitter<ProcessorEvents> {
   readonly #engine: Engine;
+  readonly #options: ResolvedProcessorOptions;
 
   // Functions first: a function also has a `call` property (Function.prototype.call), which would
   // otherwise win inference and make Result unknown.
   constructor(workFn: (job: Job) => Result | Promise<Result>, workers: WorkersInput, options?: ProcessorOptions);
   constructor(workFn: { call(job: Job): Result | Promise<Result> }, workers: WorkersInput, options?: ProcessorOptions);
   constructor(workFn: WorkFunctionInput<Job, Result>, workers: WorkersInput, options: ProcessorOptions = {}) {
+    super();
     const where = checkWorkers(workers);
-    const resolved = resolveProcessorOptions(options);
-    this.#engine = new Engine(shipWorkFunction(workFn as never), where, resolved);
+    this.#options = resolveProcessorOptions(options);
+    this.#engine = new Engine(shipWorkFunction(workFn as never), where, this.#options, (event, payload) => {
+      this.emit(event, payload);
+    });
   }
 
   /** 'starting' | 'running' | 'closing' | 'closed'. */
@@ -41,16 +59,38 @@ export class Processor<Job = unknown, Result = unknown> {
 
   /**
    * Runs `call(job)` for every job across the workers; resolves to the results in job order.
-   * Rejects with JobError on the first job that throws (the workers stay up).
+   * Rejects on the first job that fails (JobError, JobTimeoutError, WorkerCrashedError), unless
+   * `settle` is set; the workers stay up either way.
    */
-  map(jobs: Iterable<Job> | AsyncIterable<Job>): Promise<Result[]> {
-    return this.#engine.map(collect(jobs)) as Promise<Result[]>;
+  map(jobs: Jobs<Job>, options: MapOptions & { settle: true }): Promise<Settled<Result>[]>;
+  map(jobs: Jobs<Job>, options?: MapOptions): Promise<Result[]>;
+  map(jobs: Jobs<Job>, options?: MapOptions): Promise<unknown[]> {
+    try {
+      return this.#engine.map(checkJobs(jobs), resolveMapOptions(options, this.#options));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /** Results as they are ready, in job order. Reads the jobs lazily, so memory stays bounded. */
+  imap(jobs: Jobs<Job>, options: MapOptions & { settle: true }): AsyncIterableIterator<Settled<Result>>;
+  imap(jobs: Jobs<Job>, options?: MapOptions): AsyncIterableIterator<Result>;
+  imap(jobs: Jobs<Job>, options?: MapOptions): AsyncIterableIterator<unknown> {
+    return this.#engine.stream(checkJobs(jobs), resolveMapOptions(options, this.#options), true);
+  }
+
+  /** Results as soon as each is ready, in no particular order. */
+  imapUnordered(jobs: Jobs<Job>, options: MapOptions & { settle: true }): AsyncIterableIterator<Settled<Result>>;
+  imapUnordered(jobs: Jobs<Job>, options?: MapOptions): AsyncIterableIterator<Result>;
+  imapUnordered(jobs: Jobs<Job>, options?: MapOptions): AsyncIterableIterator<unknown> {
+    return this.#engine.stream(checkJobs(jobs), resolveMapOptions(options, this.#options), false);
   }
 
   /**
    * Waits for running maps, runs cleanup() on every worker instance, closes every connection and
-   * stops local workers. With `force`, running maps are rejected with ProcessorClosedError instead.
-   * Rejects with CleanupError if any cleanup() threw. Afterwards every map rejects at once.
+   * stops local workers. With `force`, running maps are rejected with ProcessorClosedError instead;
+   * open imap streams end with it either way. Rejects with CleanupError if any cleanup() threw.
+   * Afterwards every map rejects at once.
    */
   shutdown(options: { force?: boolean } = {}): Promise<void> {
     return this.#engine.shutdown(options.force === true);
@@ -70,13 +110,9 @@ function checkWorkers(workers: WorkersInput): number | DaemonAddress[] {
   return workers.map(parseAddress);
 }
 
-async function collect<T>(jobs: Iterable<T> | AsyncIterable<T>): Promise<readonly T[]> {
-  if (Array.isArray(jobs)) return jobs;
-  if (jobs && typeof (jobs as Iterable<T>)[Symbol.iterator] === 'function') return Array.from(jobs as Iterable<T>);
-  if (jobs && typeof (jobs as AsyncIterable<T>)[Symbol.asyncIterator] === 'function') {
-    const out: T[] = [];
-    for await (const job of jobs as AsyncIterable<T>) out.push(job);
-    return out;
-  }
-  throw new InvalidOptionError('map(jobs) takes an array or an (async) iterable of jobs');
+function checkJobs<T>(jobs: Jobs<T>): Jobs<T> {
+  const ok = jobs !== null && typeof jobs === 'object' &&
+    (typeof (jobs as Iterable<T>)[Symbol.iterator] === 'function' || typeof (jobs as AsyncIterable<T>)[Symbol.asyncIterator] === 'function');
+  if (!ok && typeof jobs !== 'string') throw new InvalidOptionError('jobs must be an array or an (async) iterable of jobs');
+  return jobs;
 }

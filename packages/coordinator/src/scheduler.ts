@@ -1,17 +1,18 @@
 import type { SerializedError } from '@mapscale/protocol';
+import { MapRun, type RunStatus } from './map-run.js';
+
+export { MapRun, type RunStatus } from './map-run.js';
 
 /**
  * Which jobs go to which worker slot, what is in flight, what is sent again after a loss, and
- * where each result lands. No I/O and no clock of its own: the engine feeds it events (slot
- * added or lost, results arrived, run added or cancelled) and carries out the dispatches it returns.
+ * where each result lands. No I/O and no clock of its own: the engine feeds it events (slot added
+ * or lost, results arrived, run added or ended) and carries out the dispatches it returns.
  *
  * A run's jobs are handed out as contiguous ranges [start, end) called batches. A batch is in
  * flight on exactly one slot; its results may come back in several parts, each a prefix of what
- * is left. When a slot is lost, the unanswered rest of each of its batches goes back to its run's
- * retry list, which is served before fresh jobs: every job is answered exactly once.
+ * is left. When a slot is lost, the unanswered rest of each of its batches goes back to its run,
+ * which hands it out again before fresh jobs: every job is answered exactly once.
  */
-
-export type RunStatus = 'running' | 'succeeded' | 'failed';
 
 export interface SchedulerTuning {
   /** Fixed jobs per batch; undefined adapts it from measurements. */
@@ -36,40 +37,6 @@ export const DEFAULT_SCHEDULER_TUNING: Readonly<SchedulerTuning> = Object.freeze
   maxBatchJobs: 50_000,
 });
 
-export class MapRun {
-  readonly id: number;
-  readonly jobs: readonly unknown[];
-  readonly results: unknown[];
-  status: RunStatus = 'running';
-  /** Jobs answered so far. */
-  done = 0;
-  /** Next job index never handed out. */
-  next = 0;
-  /** Ranges handed out once, lost with their worker, to be handed out again first. */
-  readonly retry: [number, number][] = [];
-  /** Measured cost per job, updated from each result part (EWMA). */
-  perJobMs: number | undefined;
-  /** Measured payload bytes per job (EWMA), from observeEncoded. */
-  perJobBytes: number | undefined;
-  batchesSent = 0;
-
-  constructor(id: number, jobs: readonly unknown[]) {
-    this.id = id;
-    this.jobs = jobs;
-    this.results = new Array(jobs.length);
-  }
-
-  get total(): number {
-    return this.jobs.length;
-  }
-
-  get unassigned(): number {
-    let n = this.total - this.next;
-    for (const [start, end] of this.retry) n += end - start;
-    return n;
-  }
-}
-
 export interface Batch {
   readonly id: number;
   readonly slotId: number;
@@ -79,30 +46,56 @@ export interface Batch {
   /** Results received so far, counted from `start`. */
   received: number;
   readonly estimatedBytes: number;
+  /** Dispatched from the run's suspects: a loss while it runs may be its own fault. */
+  readonly suspect: boolean;
 }
 
 interface SlotState {
   readonly id: number;
-  readonly inFlight: Set<Batch>;
+  /** In dispatch order: the first is the one running, the others wait on the worker. */
+  readonly inFlight: Batch[];
   inFlightBytes: number;
 }
+
+/** Why a job failed: it threw, it kept killing its worker, or it ran over its time. */
+export type FailureKind = 'error' | 'crash' | 'timeout';
 
 export interface JobFailure {
   run: MapRun;
   jobIndex: number;
   slotId: number;
-  error: SerializedError;
+  kind: FailureKind;
+  /** The job's own error ('error'), or what the worker said when it died ('crash'), if anything. */
+  error: SerializedError | undefined;
+  /** For 'crash': how many times the job was running alone on a worker that died. */
+  attempts?: number;
 }
 
 export interface ResultOutcome {
   /** Runs whose every job is now answered. */
   completed: MapRun[];
-  /** Runs that failed with this result part (first failing job per run). */
+  /** Failed jobs; a run that does not settle has failed with its first. */
   failed: JobFailure[];
+  /** The part broke the protocol (more results than jobs left): the sender is not to be trusted. */
+  malformed?: boolean;
 }
 
+/** How a slot was lost, which decides who is blamed for the jobs it held. */
+export type SlotLoss =
+  /** The connection or the whole daemon went away: nobody knows which job, if any, was at fault. */
+  | { kind: 'disconnected' }
+  /** The instance died while running this job (known exactly from the worker). */
+  | { kind: 'crashed'; batchId: number; jobOffset: number; error?: SerializedError }
+  /** This job ran over its time and its instance was replaced. */
+  | { kind: 'timeout'; batchId: number; jobOffset: number }
+  /** The worker handed its jobs back (graceful stop, removal): nobody is blamed. */
+  | { kind: 'retired' };
+
 const EWMA_WEIGHT = 0.3;
-const EMPTY_OUTCOME: ResultOutcome = Object.freeze({ completed: [], failed: [] }) as ResultOutcome;
+
+function emptyOutcome(): ResultOutcome {
+  return { completed: [], failed: [] };
+}
 
 export class Scheduler {
   readonly #tuning: SchedulerTuning;
@@ -133,31 +126,76 @@ export class Scheduler {
   }
 
   addSlot(slotId: number): void {
-    this.#slots.set(slotId, { id: slotId, inFlight: new Set(), inFlightBytes: 0 });
+    this.#slots.set(slotId, { id: slotId, inFlight: [], inFlightBytes: 0 });
   }
 
-  /** A slot is gone: the unanswered part of each of its batches goes back to its run. */
-  removeSlot(slotId: number): Batch[] {
+  /**
+   * A slot is gone. The unanswered rest of each of its batches goes back to its run; the job it
+   * was running is blamed as `loss` says, which may fail that job (the outcome says which).
+   */
+  removeSlot(slotId: number, loss: SlotLoss = { kind: 'disconnected' }): ResultOutcome {
     const slot = this.#slots.get(slotId);
-    if (!slot) return [];
+    const outcome = emptyOutcome();
+    if (!slot) return outcome;
     this.#slots.delete(slotId);
-    const lost = [...slot.inFlight];
-    for (const batch of lost) {
+    slot.inFlight.forEach((batch, position) => {
       this.#batches.delete(batch.id);
+      const run = batch.run;
       const from = batch.start + batch.received;
-      if (batch.run.status === 'running' && from < batch.end) batch.run.retry.push([from, batch.end]);
-    }
-    return lost;
+      if (run.status !== 'running' || from >= batch.end) return;
+      const running = position === 0;
+      if (running && (loss.kind === 'crashed' || loss.kind === 'timeout') && loss.batchId === batch.id) {
+        const culprit = Math.max(from, Math.min(batch.end - 1, batch.start + loss.jobOffset));
+        if (from < culprit) run.retry.push([from, culprit]);
+        if (culprit + 1 < batch.end) run.retry.push([culprit + 1, batch.end]);
+        if (loss.kind === 'timeout') {
+          this.#fail(run, culprit, slotId, 'timeout', undefined, outcome);
+        } else {
+          this.#blame(run, culprit, slotId, loss.error, outcome);
+        }
+      } else if (running && loss.kind === 'disconnected') {
+        if (batch.end - from === 1 && (batch.suspect || batch.end - batch.start === 1)) {
+          this.#blame(run, from, slotId, undefined, outcome);
+        } else {
+          run.suspects.push([from, batch.end]);
+        }
+      } else {
+        run.retry.push([from, batch.end]);
+      }
+    });
+    return outcome;
   }
 
-  addRun(run: MapRun): void {
-    if (run.total === 0) {
-      run.status = 'succeeded';
-      return;
+  /** A job was running alone on a worker that died: once too often, and it fails. */
+  #blame(run: MapRun, index: number, slotId: number, error: SerializedError | undefined, outcome: ResultOutcome): void {
+    const attempts = (run.crashes.get(index) ?? 0) + 1;
+    run.crashes.set(index, attempts);
+    if (attempts > run.options.maxJobRetries) {
+      this.#fail(run, index, slotId, 'crash', error, outcome, attempts);
+    } else {
+      run.suspects.push([index, index + 1]);
     }
+  }
+
+  addRun(run: MapRun): ResultOutcome {
     run.perJobMs ??= this.#prior.perJobMs;
     run.perJobBytes ??= this.#prior.perJobBytes;
+    if (run.isComplete) {
+      run.status = 'succeeded';
+      return { completed: [run], failed: [] };
+    }
     this.#runs.push(run);
+    return emptyOutcome();
+  }
+
+  /** The run's input ended; it may be complete already. */
+  inputEnded(run: MapRun): ResultOutcome {
+    run.endInput();
+    if (run.status === 'running' && run.isComplete) {
+      this.endRun(run, 'succeeded');
+      return { completed: [run], failed: [] };
+    }
+    return emptyOutcome();
   }
 
   /** The engine encoded `count` jobs of `run` into `bytes`: feeds batch sizing and memory bounds. */
@@ -168,19 +206,29 @@ export class Scheduler {
     this.#prior.perJobBytes = run.perJobBytes;
   }
 
-  /** Stops handing out a run's jobs; results still in flight for it will be dropped. */
-  endRun(run: MapRun, status: Exclude<RunStatus, 'running'>): void {
-    if (run.status !== 'running') return;
+  /**
+   * Stops handing out a run's jobs. Its batches still in flight are forgotten (late results for
+   * them are dropped) and returned, so the engine can tell the workers to drop them too.
+   */
+  endRun(run: MapRun, status: Exclude<RunStatus, 'running'>): Batch[] {
+    if (run.status !== 'running') return [];
     run.status = status;
     run.retry.length = 0;
-    run.next = run.total;
+    run.suspects.length = 0;
+    run.next = Math.max(run.next, run.fetched);
     this.#runs = this.#runs.filter((r) => r !== run);
+    const dropped: Batch[] = [];
+    for (const batch of this.#batches.values()) {
+      if (batch.run === run) dropped.push(batch);
+    }
+    for (const batch of dropped) this.#retire(batch);
+    return dropped;
   }
 
   /** Fills every slot's credit, one batch per slot per round, so idle slots all get work. */
   nextDispatches(): Batch[] {
     const out: Batch[] = [];
-    const slots = [...this.#slots.values()].sort((a, b) => a.inFlight.size - b.inFlight.size);
+    const slots = [...this.#slots.values()].sort((a, b) => a.inFlight.length - b.inFlight.length);
     let progressed = true;
     while (progressed) {
       progressed = false;
@@ -196,69 +244,122 @@ export class Scheduler {
   }
 
   /**
-   * Results `offset .. offset+values.length` of a batch arrived. Stale parts (the batch's slot
-   * was lost meanwhile) are ignored: those jobs went back to the run and will be answered again.
+   * Results `offset .. offset+values.length` of a batch arrived. Stale parts (the batch's slot was
+   * lost meanwhile, or its run ended) are ignored: those jobs went back to the run, or nobody
+   * waits for them. `errors` index into this part.
    */
   onResults(batchId: number, offset: number, values: unknown[], errors: [number, SerializedError][] | undefined, busyMs: number, final: boolean): ResultOutcome {
     const batch = this.#batches.get(batchId);
-    if (!batch || offset !== batch.received) return EMPTY_OUTCOME;
+    if (!batch || offset !== batch.received) return emptyOutcome();
     const run = batch.run;
     const count = values.length;
+    const size = batch.end - batch.start;
+    if (offset + count > size) return { completed: [], failed: [], malformed: true };
     batch.received += count;
-    if (final || batch.start + batch.received >= batch.end) this.#retire(batch);
+    if (final || batch.received >= size) {
+      this.#retire(batch);
+      // A final part that stops short hands the rest back rather than leaving it unanswered.
+      if (batch.received < size && run.status === 'running') run.retry.push([batch.start + batch.received, batch.end]);
+    }
     if (count > 0 && busyMs >= 0) {
       const sample = busyMs / count;
       run.perJobMs = run.perJobMs === undefined ? sample : run.perJobMs + EWMA_WEIGHT * (sample - run.perJobMs);
       this.#prior.perJobMs = run.perJobMs;
     }
-    if (run.status !== 'running') return EMPTY_OUTCOME;
+    const outcome = emptyOutcome();
+    if (run.status !== 'running' || count === 0) return outcome;
     const base = batch.start + offset;
+    let failedAt = -1;
     if (errors && errors.length > 0) {
-      const [first] = errors.reduce((a, b) => (b[0] < a[0] ? b : a));
-      const error = errors.find((e) => e[0] === first)![1];
-      this.endRun(run, 'failed');
-      return { completed: [], failed: [{ run, jobIndex: base + first, slotId: batch.slotId, error }] };
+      const sorted = [...errors].sort((a, b) => a[0] - b[0]);
+      if (!run.options.settle) {
+        // Fail fast: the lowest failing job of this part is the run's error.
+        const [first, error] = sorted[0]!;
+        this.#fail(run, base + first, batch.slotId, 'error', error, outcome);
+        return outcome;
+      }
+      for (const [at, error] of sorted) {
+        outcome.failed.push({ run, jobIndex: base + at, slotId: batch.slotId, kind: 'error', error });
+      }
+      failedAt = 0;
     }
-    const results = run.results;
-    for (let i = 0; i < count; i++) results[base + i] = values[i];
-    run.done += count;
-    if (run.done >= run.total) {
+    const store = run.results;
+    if (run.options.settle) {
+      const failedSet = failedAt === 0 ? new Set(errors!.map(([at]) => at)) : null;
+      for (let i = 0; i < count; i++) {
+        if (!failedSet?.has(i)) store.put(base + i, { status: 'fulfilled', value: values[i] });
+      }
+    } else {
+      for (let i = 0; i < count; i++) store.put(base + i, values[i]);
+    }
+    run.markAnswered(base, base + count);
+    if (run.isComplete) {
       this.endRun(run, 'succeeded');
-      return { completed: [run], failed: [] };
+      outcome.completed.push(run);
     }
-    return EMPTY_OUTCOME;
+    return outcome;
+  }
+
+  /**
+   * A job failed for good. A settling run counts it answered (the engine stores the reason);
+   * any other run fails with it.
+   */
+  #fail(run: MapRun, index: number, slotId: number, kind: FailureKind, error: SerializedError | undefined, outcome: ResultOutcome, attempts?: number): void {
+    outcome.failed.push({ run, jobIndex: index, slotId, kind, error, attempts });
+    if (!run.options.settle) {
+      this.endRun(run, 'failed');
+      return;
+    }
+    run.markAnswered(index, index + 1);
+    if (run.isComplete) {
+      this.endRun(run, 'succeeded');
+      outcome.completed.push(run);
+    }
   }
 
   #retire(batch: Batch): void {
     this.#batches.delete(batch.id);
     const slot = this.#slots.get(batch.slotId);
-    if (slot && slot.inFlight.delete(batch)) slot.inFlightBytes -= batch.estimatedBytes;
+    if (!slot) return;
+    const at = slot.inFlight.indexOf(batch);
+    if (at >= 0) {
+      slot.inFlight.splice(at, 1);
+      slot.inFlightBytes -= batch.estimatedBytes;
+    }
   }
 
   #hasCredit(slot: SlotState): boolean {
-    return slot.inFlight.size < this.#tuning.batchesPerSlot &&
-      (slot.inFlight.size === 0 || slot.inFlightBytes < this.#tuning.maxInFlightBytesPerSlot);
+    return slot.inFlight.length < this.#tuning.batchesPerSlot &&
+      (slot.inFlight.length === 0 || slot.inFlightBytes < this.#tuning.maxInFlightBytesPerSlot);
   }
 
   #dispatch(slot: SlotState, run: MapRun): Batch {
-    const size = this.#batchSize(run);
     let start: number;
     let end: number;
+    let suspect = false;
+    const suspects = run.suspects[run.suspects.length - 1];
     const retry = run.retry[run.retry.length - 1];
-    if (retry) {
+    if (suspects) {
+      // Halve a suspect range each time it goes out: a poison job ends up alone.
+      suspect = true;
+      start = suspects[0];
+      end = start + Math.max(1, Math.ceil((suspects[1] - start) / 2));
+      if (end >= suspects[1]) run.suspects.pop();
+      else suspects[0] = end;
+    } else if (retry) {
       start = retry[0];
-      end = Math.min(retry[1], start + size);
+      end = Math.min(retry[1], start + this.#batchSize(run));
       if (end === retry[1]) run.retry.pop();
       else retry[0] = end;
     } else {
       start = run.next;
-      end = Math.min(run.total, start + size);
+      end = Math.min(run.dispatchLimit, start + this.#batchSize(run));
       run.next = end;
     }
     const estimatedBytes = (run.perJobBytes ?? 0) * (end - start);
-    const batch: Batch = { id: this.#nextBatchId++, slotId: slot.id, run, start, end, received: 0, estimatedBytes };
+    const batch: Batch = { id: this.#nextBatchId++, slotId: slot.id, run, start, end, received: 0, estimatedBytes, suspect };
     this.#batches.set(batch.id, batch);
-    slot.inFlight.add(batch);
+    slot.inFlight.push(batch);
     slot.inFlightBytes += estimatedBytes;
     run.batchesSent++;
     return batch;

@@ -5,15 +5,24 @@ import {
   ProtocolVersionError, RemoteProtocolError, computeProof, createNonce, deserializeError, localVersions,
   nodeMismatch, verifyProof, versionMismatch,
   type DaemonMessage, type Message, type ResultsMessage, type SerializedError, type ShippedCode, type WelcomeMessage,
+  type SlotLostMessage,
 } from '@mapscale/protocol';
 import type { FramedConnection } from '@mapscale/worker-server';
 import { openConnection, type DaemonAddress } from './transport.js';
-import { SetupError } from './errors.js';
+import { HeartbeatTimeoutError, SetupError } from './errors.js';
 
 export type WorkerSessionState = 'connecting' | 'handshaking' | 'setting-up' | 'ready' | 'shutting-down' | 'closed';
 
 export interface WorkerSessionEvents {
   results: [ResultsMessage];
+  /** An instance died; the daemon is replacing it. */
+  'slot-lost': [SlotLostMessage];
+  /** A replaced instance is set up again. */
+  'slot-ready': [number];
+  /** A replaced instance failed its setup and stays out of service. */
+  'slot-failed': [number, Error];
+  /** The daemon is stopping: its jobs in flight will not be answered. */
+  goodbye: [string];
   /** The connection ended while it was expected to stay up. */
   lost: [MapScaleError];
 }
@@ -22,6 +31,8 @@ export interface WorkerSessionOptions {
   secret: string | undefined;
   connectTimeoutMs: number;
   logger: Logger;
+  heartbeatIntervalMs: number;
+  heartbeatTimeoutMs: number;
 }
 
 /** Maps a daemon's error frame to the error class the coordinator's caller expects. */
@@ -47,6 +58,8 @@ export class WorkerSession extends EventEmitter<WorkerSessionEvents> {
   #slots = 0;
   #welcome: WelcomeMessage | null = null;
   #pendingError: MapScaleError | undefined;
+  #heartbeat: NodeJS.Timeout | null = null;
+  #lastHeard = 0;
   /** The one reply this side is waiting for, if any: handshake, setup and shutdown are request/response. */
   #waiter: { accept: (message: DaemonMessage) => boolean; reject: (error: MapScaleError) => void } | null = null;
 
@@ -94,6 +107,7 @@ export class WorkerSession extends EventEmitter<WorkerSessionEvents> {
     }
     this.#slots = (reply as { slots: number }).slots;
     this.#state = 'ready';
+    this.#startHeartbeat(connection);
     this.#log.debug({ event: 'ready', slots: this.#slots });
     return this.#slots;
   }
@@ -123,8 +137,33 @@ export class WorkerSession extends EventEmitter<WorkerSessionEvents> {
     connection.maxFrameBytes = DEFAULT_LIMITS.maxFrameBytes;
   }
 
-  sendJobs(slot: number, batch: number, payload: Uint8Array): void {
-    this.#connection?.send({ type: 'jobs', slot, batch, payload });
+  sendJobs(slot: number, batch: number, payload: Uint8Array, timeoutMs?: number): void {
+    this.#connection?.send({ type: 'jobs', slot, batch, payload, timeoutMs });
+  }
+
+  cancel(slot: number, batches: number[]): void {
+    if (this.#state === 'ready') this.#connection?.send({ type: 'cancel', slot, batches });
+  }
+
+  /**
+   * Pings at a steady pace; any message counts as a sign of life. The daemon's main thread answers
+   * pings even while every instance is busy, so a slow job never looks like a dead daemon, and a
+   * stopped or cut-off one is found within heartbeatTimeoutMs.
+   */
+  #startHeartbeat(connection: FramedConnection): void {
+    const { heartbeatIntervalMs, heartbeatTimeoutMs } = this.#options;
+    let seq = 0;
+    this.#lastHeard = performance.now();
+    this.#heartbeat = setInterval(() => {
+      const silentFor = performance.now() - this.#lastHeard;
+      if (silentFor > heartbeatTimeoutMs) {
+        this.#pendingError ??= new HeartbeatTimeoutError(`daemon ${this.address.label} did not answer for ${Math.round(silentFor)} ms`);
+        connection.destroy();
+        return;
+      }
+      connection.send({ type: 'ping', seq: ++seq });
+    }, Math.min(heartbeatIntervalMs, heartbeatTimeoutMs / 2));
+    this.#heartbeat.unref();
   }
 
   /** Runs cleanup() on every instance of this session; resolves to the failures, then closes. */
@@ -170,10 +209,28 @@ export class WorkerSession extends EventEmitter<WorkerSessionEvents> {
   }
 
   #onMessage(message: Message): void {
+    this.#lastHeard = performance.now();
     const daemonMessage = message as DaemonMessage;
-    if (daemonMessage.type === 'results' && this.#state === 'ready') {
-      this.emit('results', daemonMessage);
-      return;
+    if (this.#state === 'ready' || this.#state === 'shutting-down') {
+      switch (daemonMessage.type) {
+        case 'results':
+          if (this.#state === 'ready') this.emit('results', daemonMessage);
+          return;
+        case 'pong':
+          return;
+        case 'slot-lost':
+          if (this.#state === 'ready') this.emit('slot-lost', daemonMessage);
+          return;
+        case 'slot-ready':
+          if (this.#state === 'ready') this.emit('slot-ready', daemonMessage.slot);
+          return;
+        case 'slot-failed':
+          if (this.#state === 'ready') this.emit('slot-failed', daemonMessage.slot, deserializeError(daemonMessage.error));
+          return;
+        case 'goodbye':
+          if (this.#state === 'ready') this.emit('goodbye', daemonMessage.reason);
+          return;
+      }
     }
     if (daemonMessage.type === 'error') {
       const error = errorFromDaemon(daemonMessage.code, daemonMessage.message, this.address.label);
@@ -193,6 +250,7 @@ export class WorkerSession extends EventEmitter<WorkerSessionEvents> {
   }
 
   #onClose(error: MapScaleError | undefined): void {
+    if (this.#heartbeat) clearInterval(this.#heartbeat);
     const previous = this.#state;
     this.#state = 'closed';
     const reason = this.#pendingError ?? error ??

@@ -72,6 +72,63 @@ export interface JobsMessage {
   slot: number;
   batch: number;
   payload: Uint8Array;
+  /** A job of this batch running longer fails (slot-lost 'timeout') and its instance is replaced. */
+  timeoutMs?: number;
+}
+
+/** Coordinator → daemon: drop these batches (queued or running) of an instance; nobody waits for them. */
+export interface CancelMessage {
+  type: 'cancel';
+  slot: number;
+  batches: number[];
+}
+
+/** Coordinator → daemon: are you there? Answered at once by the daemon's main thread, never by a busy instance. */
+export interface PingMessage {
+  type: 'ping';
+  seq: number;
+}
+
+/** Daemon → coordinator: the answer to a ping. */
+export interface PongMessage {
+  type: 'pong';
+  seq: number;
+}
+
+/**
+ * Daemon → coordinator: an instance died ('crashed': its thread exited or threw outside a job;
+ * 'timeout': a job ran over its time and the instance was ended). `batch`/`jobOffset` name the job
+ * it was running, if any. Its batches are not answered; a fresh instance is being set up.
+ */
+export interface SlotLostMessage {
+  type: 'slot-lost';
+  slot: number;
+  reason: 'crashed' | 'timeout';
+  batch?: number;
+  jobOffset?: number;
+  error?: SerializedError;
+}
+
+/** Daemon → coordinator: a replaced instance is set up and takes jobs again. */
+export interface SlotReadyMessage {
+  type: 'slot-ready';
+  slot: number;
+}
+
+/** Daemon → coordinator: a replaced instance failed its setup; that slot stays out of service. */
+export interface SlotFailedMessage {
+  type: 'slot-failed';
+  slot: number;
+  error: SerializedError;
+}
+
+/**
+ * Daemon → coordinator: the daemon is stopping. Jobs in flight on it will not be answered: send
+ * them elsewhere. It runs cleanup() and closes.
+ */
+export interface GoodbyeMessage {
+  type: 'goodbye';
+  reason: string;
 }
 
 /**
@@ -108,9 +165,11 @@ export interface ErrorMessage {
   message: string;
 }
 
-export type CoordinatorMessage = HelloMessage | AuthMessage | SetupMessage | JobsMessage | ShutdownMessage | ErrorMessage;
+export type CoordinatorMessage =
+  | HelloMessage | AuthMessage | SetupMessage | JobsMessage | CancelMessage | PingMessage | ShutdownMessage | ErrorMessage;
 export type DaemonMessage =
-  | WelcomeMessage | ReadyMessage | SetupDoneMessage | SetupFailedMessage | ResultsMessage | ShutdownDoneMessage | ErrorMessage;
+  | WelcomeMessage | ReadyMessage | SetupDoneMessage | SetupFailedMessage | ResultsMessage | PongMessage
+  | SlotLostMessage | SlotReadyMessage | SlotFailedMessage | GoodbyeMessage | ShutdownDoneMessage | ErrorMessage;
 export type Message = CoordinatorMessage | DaemonMessage;
 export type MessageType = Message['type'];
 
@@ -126,6 +185,13 @@ const REQUIRED_FIELDS: Record<MessageType, Record<string, FieldKind>> = {
   'setup-failed': { slot: 'number', error: 'object' },
   jobs: { slot: 'number', batch: 'number', payload: 'bytes' },
   results: { slot: 'number', batch: 'number', offset: 'number', payload: 'bytes', busyMs: 'number', final: 'boolean' },
+  cancel: { slot: 'number', batches: 'array' },
+  ping: { seq: 'number' },
+  pong: { seq: 'number' },
+  'slot-lost': { slot: 'number', reason: 'string' },
+  'slot-ready': { slot: 'number' },
+  'slot-failed': { slot: 'number', error: 'object' },
+  goodbye: { reason: 'string' },
   shutdown: {},
   'shutdown-done': { errors: 'array' },
   error: { code: 'string', message: 'string' },

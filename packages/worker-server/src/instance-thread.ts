@@ -7,15 +7,18 @@ import { parentPort } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
 import { createCodec, serializeError, type SerializedError } from '@mapscale/protocol';
 import { explainScopeError, restoreWorkFunction, type RestoredWorkFunction } from './restore.js';
-import type { FromInstance, ToInstance } from './instance-protocol.js';
+import { PROGRESS, type FromInstance, type ToInstance } from './instance-protocol.js';
 
 const port = parentPort!;
 const codec = createCodec();
 let restored: RestoredWorkFunction | null = null;
 let flushMs = 5;
+let progress: Int32Array<ArrayBufferLike> = new Int32Array(PROGRESS.length);
 /** Batches arrive while one runs; they are answered strictly in arrival order. */
 const queue: ToInstance[] = [];
 let draining = false;
+/** Batches nobody waits for any more: skipped if queued, stopped between jobs if running. */
+const cancelled = new Set<number>();
 
 function post(message: FromInstance, transfer?: ArrayBuffer[]): void {
   port.postMessage(message, transfer);
@@ -35,6 +38,7 @@ function packResults(values: unknown[]): Uint8Array {
 }
 
 async function runBatch(batch: number, payload: Uint8Array): Promise<void> {
+  if (cancelled.delete(batch)) return;
   // Decoding from a Buffer view makes msgpack bin values Buffers again (from a bare Uint8Array they would not be).
   const jobs = codec.unpack(Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength)) as unknown[];
   const fn = restored!.instance;
@@ -51,10 +55,18 @@ async function runBatch(batch: number, payload: Uint8Array): Promise<void> {
     errors = undefined;
     sliceStart = now;
   };
+  progress[PROGRESS.batch] = batch;
   for (let i = 0; i < jobs.length; i++) {
     // Before starting another job, hand back what is done if it has waited long enough:
     // a slow job later in the batch must not hold finished results hostage.
     if (values.length > 0 && performance.now() - sliceStart > flushMs) flush(false);
+    if (cancelled.size > 0 && cancelled.has(batch)) {
+      cancelled.delete(batch);
+      progress[PROGRESS.batch] = 0;
+      return;
+    }
+    progress[PROGRESS.jobOffset] = i;
+    progress[PROGRESS.jobsStarted]!++;
     let value: unknown;
     try {
       value = fn.call(jobs[i]);
@@ -65,6 +77,7 @@ async function runBatch(batch: number, payload: Uint8Array): Promise<void> {
     }
     values.push(value);
   }
+  progress[PROGRESS.batch] = 0;
   flush(true);
 }
 
@@ -72,6 +85,7 @@ async function handle(message: ToInstance): Promise<void> {
   switch (message.kind) {
     case 'init': {
       flushMs = message.flushMs;
+      progress = new Int32Array(message.progress);
       try {
         restored = await restoreWorkFunction(message.code);
         await restored.instance.setup?.();
@@ -84,6 +98,8 @@ async function handle(message: ToInstance): Promise<void> {
     }
     case 'batch':
       return runBatch(message.batch, message.payload);
+    case 'cancel':
+      return; // handled on arrival, see the listener
     case 'cleanup': {
       try {
         await restored?.instance.cleanup?.();
@@ -98,11 +114,26 @@ async function handle(message: ToInstance): Promise<void> {
 
 async function drain(): Promise<void> {
   draining = true;
-  while (queue.length > 0) await handle(queue.shift()!);
+  while (queue.length > 0) {
+    await handle(queue.shift()!);
+    // A turn of the event loop between batches lets cancel messages in before the next one starts.
+    if (queue.length > 0) await new Promise((resolve) => setImmediate(resolve));
+  }
   draining = false;
 }
 
+function cancel(batches: number[] | 'all'): void {
+  const drop = batches === 'all' ? null : new Set(batches);
+  for (let i = queue.length - 1; i >= 0; i--) {
+    const queued = queue[i]!;
+    if (queued.kind === 'batch' && (drop === null || drop.has(queued.batch))) queue.splice(i, 1);
+  }
+  const running = progress[PROGRESS.batch]!;
+  if (running !== 0 && (drop === null || drop.has(running))) cancelled.add(running);
+}
+
 port.on('message', (message: ToInstance) => {
+  if (message.kind === 'cancel') return cancel(message.batches);
   queue.push(message);
   if (!draining) void drain();
 });

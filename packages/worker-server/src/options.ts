@@ -18,6 +18,8 @@ export interface WorkerServerOptions {
   maxFrameBytes?: number;
   /** An instance hands back finished results of a batch once they have waited this long. */
   resultFlushMs?: number;
+  /** On SIGTERM/close: how long running jobs may take to finish before cleanup() is forced. */
+  stopGraceMs?: number;
   /** pino logger; the daemon logs through child loggers of it. */
   logger?: Logger;
 }
@@ -32,6 +34,7 @@ export const DEFAULT_WORKER_SERVER_OPTIONS: Readonly<Omit<ResolvedWorkerServerOp
   handshakeTimeoutMs: 10_000,
   maxFrameBytes: DEFAULT_LIMITS.maxFrameBytes,
   resultFlushMs: 5,
+  stopGraceMs: 10_000,
 });
 
 function positiveInteger(name: string, value: number, min = 1): number {

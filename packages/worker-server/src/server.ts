@@ -58,7 +58,7 @@ export async function startWorkerServer(options: WorkerServerOptions = {}): Prom
       closing ??= (async () => {
         log.info({ event: 'stopping', sessions: sessions.size });
         const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
-        await Promise.all([...sessions].map((session) => session.stop()));
+        await Promise.all([...sessions].map((session) => session.stop(resolved.stopGraceMs)));
         await stopped;
         log.info({ event: 'stopped' });
       })();

@@ -3,10 +3,12 @@ import type { Logger } from 'pino';
 import {
   AuthenticationError, ProtocolError, ProtocolVersionError, MapScaleError,
   computeProof, createNonce, localVersions, nodeMismatch, verifyProof, versionMismatch,
-  type AuthMessage, type HelloMessage, type JobsMessage, type Message, type SetupMessage, type SerializedError,
+  serializeError,
+  type AuthMessage, type CancelMessage, type HelloMessage, type JobsMessage, type Message, type SetupMessage, type SerializedError,
+  type ShippedCode,
 } from '@mapscale/protocol';
 import type { FramedConnection } from './transport.js';
-import { WorkerInstance } from './instance.js';
+import { WorkerInstance, type InstanceDeath } from './instance.js';
 import type { ResolvedWorkerServerOptions } from './options.js';
 
 /**
@@ -27,6 +29,7 @@ export class CoordinatorSession {
   #options: ResolvedWorkerServerOptions;
   #log: Logger;
   #instances: WorkerInstance[] = [];
+  #code: ShippedCode | null = null;
   #coordinatorNonce: Uint8Array | null = null;
   #daemonNonce = createNonce();
   #handshakeTimer: NodeJS.Timeout;
@@ -57,11 +60,16 @@ export class CoordinatorSession {
     return this.#ended;
   }
 
-  /** Daemon stopping: clean up every instance, then close the connection. */
-  async stop(): Promise<void> {
+  /**
+   * Daemon stopping: tell the coordinator to send this session's jobs elsewhere, drop what is
+   * queued, let running jobs finish within `graceMs`, run cleanup(), close.
+   */
+  async stop(graceMs: number): Promise<void> {
     if (this.#state === 'closed') return this.#ended;
+    if (this.#state === 'serving') this.#connection.send({ type: 'goodbye', reason: 'the daemon is stopping' });
     this.#state = 'shutting-down';
-    await this.#cleanupInstances();
+    for (const instance of this.#instances) instance.cancel('all');
+    await this.#cleanupInstances(graceMs);
     this.#connection.end();
     return this.#ended;
   }
@@ -80,8 +88,16 @@ export class CoordinatorSession {
       case 'jobs':
         if (this.#expect('serving', message)) this.#onJobs(message);
         return;
+      case 'cancel':
+        // Cancels may cross a shutdown or goodbye in flight: harmless then, so not an error.
+        if (this.#state === 'serving') this.#onCancel(message);
+        return;
+      case 'ping':
+        if (this.#state !== 'awaiting-hello' && this.#state !== 'awaiting-auth') this.#connection.send({ type: 'pong', seq: message.seq });
+        return;
       case 'shutdown':
         if (this.#state === 'serving' || this.#state === 'authenticated') return void this.#onShutdown();
+        if (this.#state === 'shutting-down') return;
         return void this.#unexpected(message);
       case 'error':
         this.#log.warn({ event: 'peer-error', code: message.code, reason: message.message });
@@ -147,14 +163,9 @@ export class CoordinatorSession {
 
   async #onSetup(message: SetupMessage): Promise<void> {
     this.#state = 'setting-up';
+    this.#code = message.code;
     const slots = Math.min(Math.max(1, Math.floor(message.slots) || this.#options.workers), this.#options.workers);
-    this.#instances = Array.from({ length: slots }, (_, slot) => new WorkerInstance(
-      slot,
-      (s, r) => this.#connection.send({
-        type: 'results', slot: s, batch: r.batch, offset: r.offset, payload: r.payload, errors: r.errors, busyMs: r.busyMs, final: r.final,
-      }),
-      (s, error) => this.#onInstanceExit(s, error),
-    ));
+    this.#instances = Array.from({ length: slots }, (_, slot) => this.#createInstance(slot));
     const failures = await Promise.all(this.#instances.map((instance) => instance.setup(message.code, this.#options.resultFlushMs)));
     if (this.#state !== 'setting-up') return;
     const failed = failures.findIndex((failure) => failure !== null);
@@ -169,10 +180,46 @@ export class CoordinatorSession {
     this.#connection.send({ type: 'setup-done', slots });
   }
 
-  #onInstanceExit(slot: number, error: Error): void {
-    if (this.#state === 'closed' || this.#state === 'shutting-down') return;
-    this.#log.error({ event: 'instance-exited', slot, err: error });
-    this.#fail(new MapScaleError(`worker instance ${slot} died: ${error.message}`));
+  #createInstance(slot: number): WorkerInstance {
+    return new WorkerInstance(
+      slot,
+      (s, r) => this.#connection.send({
+        type: 'results', slot: s, batch: r.batch, offset: r.offset, payload: r.payload, errors: r.errors, busyMs: r.busyMs, final: r.final,
+      }),
+      (s, death) => void this.#onInstanceDeath(s, death),
+    );
+  }
+
+  /**
+   * An instance died (its thread exited, threw outside a job, or ran a job over time). The
+   * coordinator hears which job it was on and re-sends the rest; a fresh instance takes the slot.
+   */
+  async #onInstanceDeath(slot: number, death: InstanceDeath): Promise<void> {
+    if (this.#state !== 'serving' && this.#state !== 'setting-up') return;
+    this.#log.warn({ event: 'instance-died', slot, reason: death.reason, batch: death.batch, jobOffset: death.jobOffset, err: death.error });
+    if (this.#state === 'setting-up') return; // its setup() reply reports the failure
+    this.#connection.send({
+      type: 'slot-lost', slot, reason: death.reason, batch: death.batch, jobOffset: death.jobOffset,
+      error: death.reason === 'crashed' ? serializeError(death.error) : undefined,
+    });
+    const replacement = this.#createInstance(slot);
+    this.#instances[slot] = replacement;
+    const failure = await replacement.setup(this.#code!, this.#options.resultFlushMs);
+    if (this.#state !== 'serving' || this.#instances[slot] !== replacement) return;
+    if (failure) {
+      this.#log.error({ event: 'instance-replacement-failed', slot, error: failure });
+      this.#connection.send({ type: 'slot-failed', slot, error: failure });
+    } else {
+      this.#log.info({ event: 'instance-replaced', slot });
+      this.#connection.send({ type: 'slot-ready', slot });
+    }
+  }
+
+  #onCancel(message: CancelMessage): void {
+    const instance = this.#instances[message.slot];
+    if (!instance) return this.#fail(new ProtocolError(`no worker instance ${message.slot} in this session`));
+    const batches = message.batches.filter((b): b is number => typeof b === 'number');
+    if (batches.length > 0) instance.cancel(batches);
   }
 
   // Jobs: routed to their slot's thread untouched; results come back through the instance callback.
@@ -182,7 +229,8 @@ export class CoordinatorSession {
     if (!instance || !Number.isInteger(message.slot)) {
       return this.#fail(new ProtocolError(`no worker instance ${message.slot} in this session (it has ${this.#instances.length})`));
     }
-    instance.runBatch(message.batch, message.payload);
+    const timeoutMs = typeof message.timeoutMs === 'number' && message.timeoutMs > 0 ? message.timeoutMs : undefined;
+    instance.runBatch(message.batch, message.payload, timeoutMs);
   }
 
   // Shutdown: cleanup() on every instance, report each failure, close.
@@ -195,13 +243,13 @@ export class CoordinatorSession {
   }
 
   /** Runs at most once per session, whichever of shutdown, disconnect or daemon stop comes first. */
-  #cleanupInstances(): Promise<{ slot: number; error: SerializedError }[]> {
-    this.#cleanup ??= this.#runCleanup();
+  #cleanupInstances(graceMs = Infinity): Promise<{ slot: number; error: SerializedError }[]> {
+    this.#cleanup ??= this.#runCleanup(graceMs);
     return this.#cleanup;
   }
 
-  async #runCleanup(): Promise<{ slot: number; error: SerializedError }[]> {
-    const results = await Promise.all(this.#instances.map(async (instance) => ({ slot: instance.slot, error: await instance.cleanup() })));
+  async #runCleanup(graceMs: number): Promise<{ slot: number; error: SerializedError }[]> {
+    const results = await Promise.all(this.#instances.map(async (instance) => ({ slot: instance.slot, error: await instance.cleanup(graceMs) })));
     const errors = results.filter((r): r is { slot: number; error: NonNullable<typeof r.error> } => r.error !== null);
     for (const { slot, error } of errors) this.#log.error({ event: 'cleanup-failed', slot, error });
     this.#log.info({ event: 'cleaned-up', instances: this.#instances.length, failures: errors.length });
@@ -213,7 +261,9 @@ export class CoordinatorSession {
     this.#state = 'closed';
     if (error) this.#log.warn({ event: 'disconnected', code: error.code, reason: error.message });
     else this.#log.debug({ event: 'disconnected' });
-    // A coordinator that went away without shutdown still gets its instances' cleanup() run.
+    // A coordinator that went away without shutdown still gets its instances' cleanup() run,
+    // after what it had queued is dropped: nobody waits for those results.
+    for (const instance of this.#instances) instance.cancel('all');
     await this.#cleanupInstances();
     this.#resolveEnded();
   }

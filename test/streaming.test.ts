@@ -1,0 +1,103 @@
+import { expect } from 'chai';
+import { Processor, ProcessorClosedError } from 'mapscale';
+
+describe('streaming: imap, imapUnordered, lazy inputs', () => {
+  it('imap yields results in job order from an async generator', async () => {
+    const mapper = new Processor((x: number) => x * x, 2);
+    try {
+      async function* input() {
+        for (let i = 0; i < 5000; i++) yield i;
+      }
+      const out: number[] = [];
+      for await (const r of mapper.imap(input())) out.push(r);
+      expect(out).to.deep.equal(Array.from({ length: 5000 }, (_, i) => i * i));
+    } finally {
+      await mapper.shutdown();
+    }
+  });
+
+  it('imapUnordered yields every result once, in any order', async () => {
+    const mapper = new Processor(async (x: number) => {
+      await new Promise((resolve) => setTimeout(resolve, (x * 7) % 5));
+      return x + 1;
+    }, 3);
+    try {
+      const out: number[] = [];
+      for await (const r of mapper.imapUnordered(Array.from({ length: 500 }, (_, i) => i))) out.push(r);
+      expect(out.sort((a, b) => a - b)).to.deep.equal(Array.from({ length: 500 }, (_, i) => i + 1));
+    } finally {
+      await mapper.shutdown();
+    }
+  });
+
+  it('stopping an imap loop early cancels the rest, and the Processor goes on', async () => {
+    const mapper = new Processor((x: number) => x, 2);
+    try {
+      let pulled = 0;
+      function* endless() {
+        for (let i = 0; ; i++) {
+          pulled++;
+          yield i;
+        }
+      }
+      let seen = 0;
+      for await (const r of mapper.imap(endless())) {
+        expect(r).to.equal(seen++);
+        if (seen === 1000) break;
+      }
+      const pulledAtBreak = pulled;
+      expect(await mapper.map([1, 2, 3])).to.deep.equal([1, 2, 3]);
+      expect(pulled).to.equal(pulledAtBreak);
+    } finally {
+      await mapper.shutdown();
+    }
+  });
+
+  it('ends an open imap with ProcessorClosedError at shutdown', async () => {
+    const mapper = new Processor((x: number) => x, 1);
+    async function* slow() {
+      for (let i = 0; ; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        yield i;
+      }
+    }
+    const stream = mapper.imap(slow());
+    expect((await stream.next()).value).to.equal(0);
+    await mapper.shutdown();
+    const error = await (async () => {
+      for await (const _ of stream) { /* drain */ }
+    })().then(() => null, (e: unknown) => e);
+    expect(error).to.be.instanceOf(ProcessorClosedError);
+  });
+
+  it('keeps the coordinator heap bounded over 1,000,000 jobs streamed through imap', async function () {
+    this.timeout(180_000);
+    const mapper = new Processor((job: { i: number; pad: string }) => job.i + 1, 2, { window: 20_000 });
+    try {
+      const total = 1_000_000;
+      let produced = 0;
+      async function* input() {
+        // ~150 bytes a job: holding them all would take well over 100 MB.
+        while (produced < total) yield { i: produced++, pad: `${'x'.repeat(100)}${produced}` };
+      }
+      global.gc?.();
+      const baseline = process.memoryUsage().heapUsed;
+      let peak = baseline;
+      let consumed = 0;
+      let maxAhead = 0;
+      for await (const r of mapper.imap(input())) {
+        if (r !== consumed + 1) throw new Error(`result ${consumed} is ${r}`);
+        consumed++;
+        maxAhead = Math.max(maxAhead, produced - consumed);
+        if ((consumed & 0xffff) === 0) peak = Math.max(peak, process.memoryUsage().heapUsed);
+      }
+      expect(consumed).to.equal(total);
+      // Lazy: the input is never read far ahead of what the consumer took.
+      expect(maxAhead).to.be.at.most(20_000 + 1);
+      // Generous ceiling: an unbounded run would hold ~1M jobs of ~150 bytes each.
+      expect(peak - baseline, `heap grew by ${Math.round((peak - baseline) / 1e6)} MB`).to.be.below(64 * 1024 * 1024);
+    } finally {
+      await mapper.shutdown();
+    }
+  });
+});
