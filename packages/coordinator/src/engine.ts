@@ -32,6 +32,8 @@ export type EngineEventName = 'worker-joined' | 'worker-lost' | 'worker-rejoined
  */
 interface Endpoint {
   readonly local: boolean;
+  /** For a local endpoint: worker instances its daemon runs. */
+  readonly localWorkers: number;
   label: string;
   address: DaemonAddress | null;
   daemon: LocalDaemon | null;
@@ -42,7 +44,41 @@ interface Endpoint {
   retry: NodeJS.Timeout | null;
   /** The daemon said goodbye: its slots were handed back already. */
   retiring: boolean;
+  /** Taken out of the pool by removeWorkers(): never reconnected. */
+  removed: boolean;
+  readonly stats: WorkerStats;
 }
+
+/** What the coordinator saw of one worker (a daemon address, or the local workers). */
+export interface WorkerStats {
+  address: string;
+  state: 'connecting' | 'ready' | 'lost' | 'removed';
+  slots: number;
+  /** Jobs answered by it (results and job errors). */
+  jobs: number;
+  /** Time its instances spent running jobs, summed over instances. */
+  busyMs: number;
+  /** Jobs that threw, crashed their instance, or timed out on it. */
+  failures: number;
+  /** Times it was lost, and times it came back. */
+  losses: number;
+  reconnects: number;
+}
+
+/** Where workers come from: a local daemon with N instances, or a daemon address. */
+export type WorkerSpec = { local: number } | DaemonAddress;
+
+/** `map(jobs, { onProgress })` is called with this, at most every PROGRESS_INTERVAL_MS and once at the end. */
+export interface MapProgress {
+  done: number;
+  /** Undefined while a streamed input is still being read. */
+  total: number | undefined;
+  failed: number;
+  jobsPerSecond: number;
+  elapsedMs: number;
+}
+
+const PROGRESS_INTERVAL_MS = 100;
 
 interface SlotRef {
   endpoint: Endpoint;
@@ -54,6 +90,7 @@ export interface RunRequest {
   settle: boolean;
   jobTimeoutMs: number | undefined;
   signal: AbortSignal | undefined;
+  onProgress?: ((progress: MapProgress) => void) | undefined;
 }
 
 /** One map/imap call: its run, where its input comes from, and who waits for it. */
@@ -67,6 +104,34 @@ interface RunHandle {
   reject?: (error: Error) => void;
   wake: (() => void) | null;
   detach: () => void;
+  progress: ProgressReporter | null;
+}
+
+/** Calls the user's onProgress, throttled, and once more at the end. */
+class ProgressReporter {
+  readonly #callback: (progress: MapProgress) => void;
+  readonly #started = performance.now();
+  #last = 0;
+  failed = 0;
+
+  constructor(callback: (progress: MapProgress) => void) {
+    this.#callback = callback;
+  }
+
+  report(run: MapRun, final = false): void {
+    const now = performance.now();
+    if (!final && now - this.#last < PROGRESS_INTERVAL_MS) return;
+    this.#last = now;
+    const elapsedMs = now - this.#started;
+    try {
+      this.#callback({
+        done: run.done, total: run.exhausted ? run.fetched : undefined, failed: this.failed,
+        jobsPerSecond: elapsedMs > 0 ? (run.done * 1000) / elapsedMs : 0, elapsedMs,
+      });
+    } catch {
+      // A throwing progress callback must not break the map it reports on.
+    }
+  }
 }
 
 /** Errors that no retry can fix: the configuration or the code is wrong. */
@@ -105,7 +170,7 @@ export class Engine {
   readonly #inProgress = new Set<Promise<unknown>>();
   #forced = false;
 
-  constructor(code: ShippedCode, workers: number | readonly DaemonAddress[], options: ResolvedProcessorOptions,
+  constructor(code: ShippedCode, workers: readonly WorkerSpec[], options: ResolvedProcessorOptions,
     emit: (event: EngineEventName, payload: WorkerEvent) => void = () => {}) {
     this.#code = code;
     this.#options = options;
@@ -127,13 +192,8 @@ export class Engine {
 
   // ── Endpoints: connecting, losing, rejoining ─────────────────────────────
 
-  async #start(workers: number | readonly DaemonAddress[]): Promise<void> {
-    if (typeof workers === 'number') {
-      this.#endpoints.push(this.#endpoint(true, 'local', null));
-      this.#localWorkers = workers;
-    } else {
-      for (const address of workers) this.#endpoints.push(this.#endpoint(false, address.label, address));
-    }
+  async #start(workers: readonly WorkerSpec[]): Promise<void> {
+    for (const spec of workers) this.#endpoints.push(this.#endpoint(spec));
     const first = await Promise.allSettled(this.#endpoints.map((endpoint) => this.#connect(endpoint)));
     const failures = first.filter((o): o is PromiseRejectedResult => o.status === 'rejected').map((o) => o.reason as Error);
     const permanent = failures.find(isPermanent);
@@ -144,10 +204,55 @@ export class Engine {
     for (const endpoint of this.#endpoints) if (!endpoint.session) this.#scheduleReconnect(endpoint);
   }
 
-  #localWorkers = 0;
+  #endpoint(spec: WorkerSpec): Endpoint {
+    const local = 'local' in spec;
+    const label = local ? 'local' : spec.label;
+    return {
+      local, localWorkers: local ? spec.local : 0, label, address: local ? null : spec, daemon: null, session: null,
+      failures: 0, joinedOnce: false, retry: null, retiring: false, removed: false,
+      stats: { address: label, state: 'connecting', slots: 0, jobs: 0, busyMs: 0, failures: 0, losses: 0, reconnects: 0 },
+    };
+  }
 
-  #endpoint(local: boolean, label: string, address: DaemonAddress | null): Endpoint {
-    return { local, label, address, daemon: null, session: null, failures: 0, joinedOnce: false, retry: null, retiring: false };
+  /** Adds workers to the pool, also while maps run; resolves once each has joined, or rejects with the first failure. */
+  async addWorkers(workers: readonly WorkerSpec[]): Promise<void> {
+    this.#checkOpen();
+    await this.#ready.catch(() => {});
+    const added = workers.map((spec) => this.#endpoint(spec));
+    this.#endpoints.push(...added);
+    const outcomes = await Promise.allSettled(added.map((endpoint) => this.#connect(endpoint)));
+    const failure = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
+    if (failure) throw failure.reason;
+  }
+
+  /**
+   * Takes daemons out of the pool, also while maps run: their jobs in flight go to the others, their
+   * instances run cleanup(), and they are not reconnected.
+   */
+  async removeWorkers(addresses: readonly string[]): Promise<void> {
+    const wanted = new Set(addresses);
+    const removed = this.#endpoints.filter((e) => !e.removed && (wanted.has(e.label) || (e.address !== null && wanted.has(e.address.label))));
+    await Promise.all(removed.map(async (endpoint) => {
+      endpoint.removed = true;
+      endpoint.stats.state = 'removed';
+      endpoint.stats.slots = 0;
+      if (endpoint.retry) clearTimeout(endpoint.retry);
+      endpoint.retry = null;
+      const session = endpoint.session;
+      if (session) {
+        for (const slot of [...(this.#sessionSlots.get(session)?.keys() ?? [])]) this.#removeSlot(session, slot, { kind: 'retired' });
+        this.#sessionSlots.delete(session);
+        this.#pump();
+        await session.shutdown().catch(() => session.destroy());
+      }
+      await endpoint.daemon?.stop();
+    }));
+    this.#checkWorkersLeft();
+  }
+
+  /** Per worker, as the coordinator sees it. */
+  stats(): WorkerStats[] {
+    return this.#endpoints.map((e) => ({ ...e.stats, address: e.label }));
   }
 
   /** One attempt to bring an endpoint up; on a passing failure it schedules the next. */
@@ -157,7 +262,7 @@ export class Engine {
     try {
       if (endpoint.local) {
         secret = randomBytes(32).toString('base64url');
-        endpoint.daemon = new LocalDaemon(this.#localWorkers, secret, this.#options.logger, this.#options.localStartTimeoutMs);
+        endpoint.daemon = new LocalDaemon(endpoint.localWorkers, secret, this.#options.logger, this.#options.localStartTimeoutMs);
         endpoint.address = parseAddress(await endpoint.daemon.address);
         endpoint.label = endpoint.address.label;
       }
@@ -178,7 +283,7 @@ export class Engine {
       session.on('lost', (reason) => this.#onLost(endpoint, session, reason));
       const slots = await session.open(this.#code);
       // While closing, maps that were called before shutdown() still need these workers.
-      if (this.#status === 'closed') {
+      if (this.#status === 'closed' || endpoint.removed) {
         await session.shutdown().catch(() => session.destroy());
         await endpoint.daemon?.stop();
         return;
@@ -187,6 +292,9 @@ export class Engine {
       this.#sessionSlots.set(session, ids);
       for (let slot = 0; slot < slots; slot++) this.#addSlot(endpoint, session, slot);
       endpoint.failures = 0;
+      endpoint.stats.state = 'ready';
+      endpoint.stats.slots = slots;
+      if (endpoint.joinedOnce) endpoint.stats.reconnects++;
       const event = endpoint.joinedOnce ? 'worker-rejoined' : 'worker-joined';
       endpoint.joinedOnce = true;
       this.#log.info({ event, worker: endpoint.label, slots });
@@ -207,7 +315,7 @@ export class Engine {
   }
 
   #scheduleReconnect(endpoint: Endpoint): void {
-    if (endpoint.retry || this.#status === 'closing' || this.#status === 'closed') return;
+    if (endpoint.retry || endpoint.removed || this.#status === 'closing' || this.#status === 'closed') return;
     const { reconnectDelayMs, maxReconnectDelayMs } = this.#options;
     const delay = Math.min(maxReconnectDelayMs, reconnectDelayMs * 2 ** Math.min(endpoint.failures, 16)) * (0.5 + Math.random() / 2);
     if (endpoint.local) this.#recovering++;
@@ -243,6 +351,10 @@ export class Engine {
       this.#sessionSlots.delete(session);
     }
     if (endpoint.session === session) endpoint.session = null;
+    if (endpoint.removed) return;
+    endpoint.stats.state = 'lost';
+    endpoint.stats.slots = 0;
+    endpoint.stats.losses++;
     this.#lost.push({ address: endpoint.label, reason });
     this.#log.warn({ event: 'worker-lost', worker: endpoint.label, code: reason.code, reason: reason.message });
     this.#emit('worker-lost', { address: endpoint.label, reason });
@@ -424,7 +536,10 @@ export class Engine {
         ? (jobs as AsyncIterable<unknown>)[Symbol.asyncIterator]()
         : (jobs as Iterable<unknown>)[Symbol.iterator]();
     }
-    const handle: RunHandle = { run, input, feeding: false, error: null, wake: null, detach: () => {} };
+    const handle: RunHandle = {
+      run, input, feeding: false, error: null, wake: null, detach: () => {},
+      progress: request.onProgress ? new ProgressReporter(request.onProgress) : null,
+    };
     if (request.signal) {
       const signal = request.signal;
       const onAbort = () => this.#abandon(handle, new AbortError('the map was aborted', { cause: signal.reason }));
@@ -495,6 +610,7 @@ export class Engine {
   #close(handle: RunHandle, error: Error | null): void {
     if (!this.#handles.delete(handle.run)) return;
     handle.detach();
+    handle.progress?.report(handle.run, true);
     if (error) {
       handle.error = error;
       handle.reject?.(error);
@@ -538,8 +654,12 @@ export class Engine {
       session.destroy();
       return;
     }
+    const stats = ref.endpoint.stats;
+    stats.jobs += (values as unknown[]).length;
+    stats.busyMs += message.busyMs;
     this.#settle(outcome, () => ref.endpoint.label);
     const handle = this.#handles.get(batch.run);
+    handle?.progress?.report(batch.run);
     handle?.wake?.();
     if (handle) this.#resumeFeed(handle);
     this.#pump();
@@ -550,6 +670,9 @@ export class Engine {
     for (const failure of outcome.failed) {
       const handle = this.#handles.get(failure.run);
       if (!handle) continue;
+      const endpoint = this.#slots.get(failure.slotId)?.endpoint;
+      if (endpoint) endpoint.stats.failures++;
+      if (handle.progress) handle.progress.failed++;
       const error = this.#failureError(failure, addressOf(failure.slotId));
       if (failure.run.options.settle) failure.run.results.put(failure.jobIndex, { status: 'rejected', reason: error });
       else this.#abandon(handle, error);

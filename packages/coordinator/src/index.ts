@@ -1,6 +1,6 @@
 export { Processor, type WorkFunctionInput, type WorkersInput, type Jobs, type ProcessorEvents } from './processor.js';
 export type { Settled } from './result-stores.js';
-export type { WorkerEvent } from './engine.js';
+export type { WorkerEvent, WorkerStats, MapProgress } from './engine.js';
 export { WorkFunction, ModuleScopeError, RestoreError } from '@mapscale/worker-server';
 export { DEFAULT_PROCESSOR_OPTIONS, type ProcessorOptions, type MapOptions } from './options.js';
 export {

@@ -1,5 +1,6 @@
 import { pino, type Logger } from 'pino';
 import { InvalidOptionError } from './errors.js';
+import type { MapProgress } from './engine.js';
 
 export interface ProcessorOptions {
   /** Shared secret for the daemons' challenge-response. Default: env MAPSCALE_SECRET. */
@@ -35,6 +36,8 @@ export interface MapOptions {
   settle?: boolean;
   /** Time limit per job for this call (overrides the Processor's). */
   jobTimeoutMs?: number;
+  /** Called with { done, total, failed, jobsPerSecond, elapsedMs } at most every 100 ms, and once at the end. */
+  onProgress?: (progress: MapProgress) => void;
 }
 
 export interface ResolvedProcessorOptions {
@@ -73,12 +76,16 @@ function checkPositiveInteger(name: string, value: unknown): void {
 }
 
 /** Checks one call's options against the Processor's. */
-export function resolveMapOptions(options: MapOptions | undefined, processor: ResolvedProcessorOptions): { signal: AbortSignal | undefined; settle: boolean; jobTimeoutMs: number | undefined } {
+export function resolveMapOptions(options: MapOptions | undefined, processor: ResolvedProcessorOptions): {
+  signal: AbortSignal | undefined; settle: boolean; jobTimeoutMs: number | undefined; onProgress: ((p: MapProgress) => void) | undefined;
+} {
   if (options !== undefined && (typeof options !== 'object' || options === null)) throw new InvalidOptionError('map options must be an object');
   checkPositiveInteger('jobTimeoutMs', options?.jobTimeoutMs);
   const signal = options?.signal;
   if (signal !== undefined && !(signal instanceof AbortSignal)) throw new InvalidOptionError('option "signal" must be an AbortSignal');
-  return { signal, settle: options?.settle === true, jobTimeoutMs: options?.jobTimeoutMs ?? processor.jobTimeoutMs };
+  const onProgress = options?.onProgress;
+  if (onProgress !== undefined && typeof onProgress !== 'function') throw new InvalidOptionError('option "onProgress" must be a function');
+  return { signal, settle: options?.settle === true, jobTimeoutMs: options?.jobTimeoutMs ?? processor.jobTimeoutMs, onProgress };
 }
 
 export function resolveProcessorOptions(options: ProcessorOptions = {}): ResolvedProcessorOptions {

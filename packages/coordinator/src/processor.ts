@@ -1,9 +1,9 @@
 import { EventEmitter } from 'node:events';
-import { Engine, type EngineStatus, type WorkerEvent } from './engine.js';
+import { Engine, type EngineStatus, type WorkerEvent, type WorkerSpec, type WorkerStats } from './engine.js';
 import { InvalidOptionError } from './errors.js';
 import { resolveMapOptions, resolveProcessorOptions, type MapOptions, type ProcessorOptions, type ResolvedProcessorOptions } from './options.js';
 import { shipWorkFunction } from './shipping.js';
-import { parseAddress, type DaemonAddress } from './transport.js';
+import { parseAddress } from './transport.js';
 import type { Settled } from './result-stores.js';
 
 /** A WorkFunction instance, or a plain function (no setup/cleanup). Job and Result are inferred from it. */
@@ -11,8 +11,11 @@ export type WorkFunctionInput<Job, Result> =
   | { call(job: Job): Result | Promise<Result> }
   | ((job: Job) => Result | Promise<Result>);
 
-/** Where the workers are: a number of local worker instances, or "host:port" addresses of daemons. */
-export type WorkersInput = number | readonly string[];
+/**
+ * Where the workers are: a number of local worker instances, "host:port" addresses of daemons, or
+ * a mix (`[2, 'hostA:7100']`: two local instances and a daemon).
+ */
+export type WorkersInput = number | readonly (string | number)[];
 
 export type Jobs<Job> = Iterable<Job> | AsyncIterable<Job>;
 
@@ -86,6 +89,25 @@ export class Processor<Job = unknown, Result = unknown> extends EventEmitter<Pro
     return this.#engine.stream(checkJobs(jobs), resolveMapOptions(options, this.#options), false);
   }
 
+  /** Adds daemons (or local instances) to the pool, also while maps run; resolves once they have joined. */
+  addWorkers(workers: readonly (string | number)[]): Promise<void> {
+    try {
+      return this.#engine.addWorkers(checkWorkers(workers));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /** Takes daemons out of the pool, also while maps run: their jobs go to the others, their instances clean up. */
+  removeWorkers(addresses: readonly string[]): Promise<void> {
+    return this.#engine.removeWorkers(addresses);
+  }
+
+  /** Per worker, as this coordinator sees it: state, slots, jobs, busy time, failures, losses, reconnects. */
+  stats(): WorkerStats[] {
+    return this.#engine.stats();
+  }
+
   /**
    * Waits for running maps, runs cleanup() on every worker instance, closes every connection and
    * stops local workers. With `force`, running maps are rejected with ProcessorClosedError instead;
@@ -97,17 +119,16 @@ export class Processor<Job = unknown, Result = unknown> extends EventEmitter<Pro
   }
 }
 
-function checkWorkers(workers: WorkersInput): number | DaemonAddress[] {
-  if (typeof workers === 'number') {
-    if (!Number.isInteger(workers) || workers < 1) {
-      throw new InvalidOptionError(`workers must be a positive integer or a list of "host:port" addresses, got ${workers}`);
-    }
-    return workers;
+function checkWorkers(workers: WorkersInput): WorkerSpec[] {
+  const list = typeof workers === 'number' ? [workers] : workers;
+  if (!Array.isArray(list) || list.length === 0) {
+    throw new InvalidOptionError('workers must be a positive integer, or a non-empty list of "host:port" addresses and local counts');
   }
-  if (!Array.isArray(workers) || workers.length === 0 || workers.some((w) => typeof w !== 'string')) {
-    throw new InvalidOptionError('workers must be a positive integer or a non-empty list of "host:port" addresses');
-  }
-  return workers.map(parseAddress);
+  return list.map((entry: unknown) => {
+    if (typeof entry === 'string') return parseAddress(entry);
+    if (typeof entry === 'number' && Number.isInteger(entry) && entry >= 1) return { local: entry };
+    throw new InvalidOptionError(`workers: ${JSON.stringify(entry)} is neither a positive integer (local instances) nor a "host:port" address`);
+  });
 }
 
 function checkJobs<T>(jobs: Jobs<T>): Jobs<T> {
