@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import {
   AuthenticationError, MapScaleError, ProtocolVersionError, createCodec, deserializeError,
-  type ResultsMessage, type ShippedCode, type SlotLostMessage,
+  type OutputMessage, type ResultsMessage, type ShippedCode, type SlotLostMessage,
 } from '@mapscale/protocol';
 import {
   AbortError, CleanupError, JobError, JobTimeoutError, NoWorkersError, ProcessorClosedError, SetupError, ShippingError,
@@ -272,6 +272,7 @@ export class Engine {
         logger: this.#options.logger,
         heartbeatIntervalMs: this.#options.heartbeatIntervalMs,
         heartbeatTimeoutMs: this.#options.heartbeatTimeoutMs,
+        forwardOutput: this.#options.workerOutput !== 'off',
       });
       endpoint.session = session;
       endpoint.retiring = false;
@@ -280,6 +281,7 @@ export class Engine {
       session.on('slot-ready', (slot) => this.#onSlotReady(endpoint, session, slot));
       session.on('slot-failed', (slot, error) => this.#onSlotFailed(session, slot, error));
       session.on('goodbye', (reason) => this.#onGoodbye(endpoint, session, reason));
+      session.on('output', (message) => this.#onOutput(endpoint, session, message));
       session.on('lost', (reason) => this.#onLost(endpoint, session, reason));
       const slots = await session.open(this.#code);
       // While closing, maps that were called before shutdown() still need these workers.
@@ -392,6 +394,20 @@ export class Engine {
     }
     this.#recovering++;
     this.#pump();
+  }
+
+  /** Worker console output, tagged with host, worker instance and job index. */
+  #onOutput(endpoint: Endpoint, session: WorkerSession, message: OutputMessage): void {
+    const batch = message.batch === undefined ? undefined : this.#scheduler.batch(message.batch);
+    const jobIndex = batch && message.jobOffset !== undefined ? batch.start + message.jobOffset : undefined;
+    const worker = `${endpoint.label}#${message.slot}`;
+    if (this.#options.workerOutput === 'logger') {
+      this.#log.info({ event: 'worker-output', host: session.hostname, worker, jobIndex, phase: message.phase, stream: message.stream, text: message.text });
+      return;
+    }
+    const where = jobIndex !== undefined ? `job ${jobIndex}` : message.phase;
+    const prefix = `[${session.hostname ?? endpoint.label} ${worker} ${where}] `;
+    process.stderr.write(message.text.split('\n').map((line) => prefix + line).join('\n') + '\n');
   }
 
   #onSlotReady(endpoint: Endpoint, session: WorkerSession, slot: number): void {

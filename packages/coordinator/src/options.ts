@@ -26,6 +26,11 @@ export interface ProcessorOptions {
   maxReconnectDelayMs?: number;
   /** Streamed inputs (async iterables, imap): jobs read or in flight ahead of the oldest unanswered one. */
   window?: number;
+  /**
+   * Where console output of user code on workers goes: 'stderr' (tagged lines on this process's
+   * stderr), 'logger' (events on the logger), or 'off'. It always stays in the daemon's own log.
+   */
+  workerOutput?: 'stderr' | 'logger' | 'off';
 }
 
 /** Per call: `map(jobs, options)`, `imap(jobs, options)`. */
@@ -53,6 +58,7 @@ export interface ResolvedProcessorOptions {
   reconnectDelayMs: number;
   maxReconnectDelayMs: number;
   window: number;
+  workerOutput: 'stderr' | 'logger' | 'off';
 }
 
 export const DEFAULT_PROCESSOR_OPTIONS = Object.freeze({
@@ -67,6 +73,7 @@ export const DEFAULT_PROCESSOR_OPTIONS = Object.freeze({
   reconnectDelayMs: 200,
   maxReconnectDelayMs: 5_000,
   window: 50_000,
+  workerOutput: 'stderr' as const,
 });
 
 function checkPositiveInteger(name: string, value: unknown): void {
@@ -96,6 +103,9 @@ export function resolveProcessorOptions(options: ProcessorOptions = {}): Resolve
   for (const name of ['jobTimeoutMs', 'heartbeatIntervalMs', 'heartbeatTimeoutMs', 'reconnectDelayMs', 'maxReconnectDelayMs', 'window'] as const) {
     checkPositiveInteger(name, options[name]);
   }
+  if (options.workerOutput !== undefined && !['stderr', 'logger', 'off'].includes(options.workerOutput)) {
+    throw new InvalidOptionError(`option "workerOutput" must be 'stderr', 'logger' or 'off', got ${String(options.workerOutput)}`);
+  }
   if (options.maxJobRetries !== undefined && (!Number.isInteger(options.maxJobRetries) || options.maxJobRetries < 0)) {
     throw new InvalidOptionError(`option "maxJobRetries" must be an integer ≥ 0, got ${String(options.maxJobRetries)}`);
   }
@@ -116,5 +126,6 @@ export function resolveProcessorOptions(options: ProcessorOptions = {}): Resolve
     reconnectDelayMs: options.reconnectDelayMs ?? DEFAULT_PROCESSOR_OPTIONS.reconnectDelayMs,
     maxReconnectDelayMs: options.maxReconnectDelayMs ?? DEFAULT_PROCESSOR_OPTIONS.maxReconnectDelayMs,
     window: options.window ?? DEFAULT_PROCESSOR_OPTIONS.window,
+    workerOutput: options.workerOutput ?? DEFAULT_PROCESSOR_OPTIONS.workerOutput,
   };
 }

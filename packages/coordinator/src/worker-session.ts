@@ -5,7 +5,7 @@ import {
   ProtocolVersionError, RemoteProtocolError, computeProof, createNonce, deserializeError, localVersions,
   nodeMismatch, verifyProof, versionMismatch,
   type DaemonMessage, type Message, type ResultsMessage, type SerializedError, type ShippedCode, type WelcomeMessage,
-  type SlotLostMessage,
+  type SlotLostMessage, type OutputMessage,
 } from '@mapscale/protocol';
 import type { FramedConnection } from '@mapscale/worker-server';
 import { openConnection, type DaemonAddress } from './transport.js';
@@ -21,6 +21,8 @@ export interface WorkerSessionEvents {
   'slot-ready': [number];
   /** A replaced instance failed its setup and stays out of service. */
   'slot-failed': [number, Error];
+  /** User code printed something on a worker. */
+  output: [OutputMessage];
   /** The daemon is stopping: its jobs in flight will not be answered. */
   goodbye: [string];
   /** The connection ended while it was expected to stay up. */
@@ -33,6 +35,7 @@ export interface WorkerSessionOptions {
   logger: Logger;
   heartbeatIntervalMs: number;
   heartbeatTimeoutMs: number;
+  forwardOutput: boolean;
 }
 
 /** Maps a daemon's error frame to the error class the coordinator's caller expects. */
@@ -100,7 +103,7 @@ export class WorkerSession extends EventEmitter<WorkerSessionEvents> {
       clearTimeout(deadline);
     }
     this.#state = 'setting-up';
-    connection.send({ type: 'setup', code, slots: this.#welcome!.slots });
+    connection.send({ type: 'setup', code, slots: this.#welcome!.slots, forwardOutput: this.#options.forwardOutput });
     const reply = await this.#reply((m) => m.type === 'setup-done' || m.type === 'setup-failed');
     if (reply.type === 'setup-failed') {
       throw new SetupError(`${this.address.label}#${reply.slot}`, deserializeError(reply.error));
@@ -211,6 +214,11 @@ export class WorkerSession extends EventEmitter<WorkerSessionEvents> {
   #onMessage(message: Message): void {
     this.#lastHeard = performance.now();
     const daemonMessage = message as DaemonMessage;
+    if (daemonMessage.type === 'output') {
+      // Setup and cleanup print too, before 'ready' and after 'shutdown'.
+      this.emit('output', daemonMessage);
+      return;
+    }
     if (this.#state === 'ready' || this.#state === 'shutting-down') {
       switch (daemonMessage.type) {
         case 'results':

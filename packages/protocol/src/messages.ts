@@ -51,6 +51,8 @@ export interface SetupMessage {
   type: 'setup';
   code: ShippedCode;
   slots: number;
+  /** Send what user code prints to the coordinator too (it always goes to the daemon's log). */
+  forwardOutput?: boolean;
 }
 
 /** Daemon → coordinator: every instance is set up. */
@@ -107,6 +109,20 @@ export interface SlotLostMessage {
   batch?: number;
   jobOffset?: number;
   error?: SerializedError;
+}
+
+/**
+ * Daemon → coordinator: what user code printed (console.log/error…) in setup, a job or cleanup.
+ * `batch`/`jobOffset` name the job when it came from one.
+ */
+export interface OutputMessage {
+  type: 'output';
+  slot: number;
+  stream: 'stdout' | 'stderr';
+  text: string;
+  phase: 'setup' | 'call' | 'cleanup';
+  batch?: number;
+  jobOffset?: number;
 }
 
 /** Daemon → coordinator: a replaced instance is set up and takes jobs again. */
@@ -168,7 +184,7 @@ export interface ErrorMessage {
 export type CoordinatorMessage =
   | HelloMessage | AuthMessage | SetupMessage | JobsMessage | CancelMessage | PingMessage | ShutdownMessage | ErrorMessage;
 export type DaemonMessage =
-  | WelcomeMessage | ReadyMessage | SetupDoneMessage | SetupFailedMessage | ResultsMessage | PongMessage
+  | WelcomeMessage | ReadyMessage | SetupDoneMessage | SetupFailedMessage | ResultsMessage | PongMessage | OutputMessage
   | SlotLostMessage | SlotReadyMessage | SlotFailedMessage | GoodbyeMessage | ShutdownDoneMessage | ErrorMessage;
 export type Message = CoordinatorMessage | DaemonMessage;
 export type MessageType = Message['type'];
@@ -192,6 +208,7 @@ const REQUIRED_FIELDS: Record<MessageType, Record<string, FieldKind>> = {
   'slot-ready': { slot: 'number' },
   'slot-failed': { slot: 'number', error: 'object' },
   goodbye: { reason: 'string' },
+  output: { slot: 'number', stream: 'string', text: 'string', phase: 'string' },
   shutdown: {},
   'shutdown-done': { errors: 'array' },
   error: { code: 'string', message: 'string' },

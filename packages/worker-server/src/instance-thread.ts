@@ -4,6 +4,7 @@
  * in a promise, so a batch of trivial jobs costs no per-job allocation beyond its result.
  */
 import { parentPort } from 'node:worker_threads';
+import { format } from 'node:util';
 import { performance } from 'node:perf_hooks';
 import { createCodec, serializeError, type SerializedError } from '@mapscale/protocol';
 import { explainScopeError, restoreWorkFunction, type RestoredWorkFunction } from './restore.js';
@@ -23,6 +24,27 @@ const cancelled = new Set<number>();
 function post(message: FromInstance, transfer?: ArrayBuffer[]): void {
   port.postMessage(message, transfer);
 }
+
+/**
+ * What user code prints goes to the daemon's main thread as a message, tagged with the phase and
+ * job, instead of straight to the daemon's stdout (which carries its JSON log).
+ */
+let phase: 'setup' | 'call' | 'cleanup' = 'setup';
+function captureConsole(): void {
+  const streams: [keyof Console, 'stdout' | 'stderr'][] = [
+    ['log', 'stdout'], ['info', 'stdout'], ['debug', 'stdout'], ['warn', 'stderr'], ['error', 'stderr'], ['trace', 'stderr'],
+  ];
+  for (const [method, stream] of streams) {
+    (console as unknown as Record<string, unknown>)[method] = (...args: unknown[]) => {
+      const batch = progress[PROGRESS.batch]!;
+      post({
+        kind: 'output', stream, text: format(...args), phase,
+        ...(phase === 'call' && batch !== 0 ? { batch, jobOffset: progress[PROGRESS.jobOffset]! } : {}),
+      });
+    };
+  }
+}
+captureConsole();
 
 function toWire(error: unknown): SerializedError {
   return serializeError(restored ? explainScopeError(error, restored) : error);
@@ -97,10 +119,12 @@ async function handle(message: ToInstance): Promise<void> {
       return;
     }
     case 'batch':
+      phase = 'call';
       return runBatch(message.batch, message.payload);
     case 'cancel':
       return; // handled on arrival, see the listener
     case 'cleanup': {
+      phase = 'cleanup';
       try {
         await restored?.instance.cleanup?.();
         post({ kind: 'cleaned' });

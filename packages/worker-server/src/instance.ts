@@ -5,6 +5,7 @@ import { PROGRESS, type FromInstance, type ToInstance } from './instance-protoco
 const THREAD_ENTRY = new URL('./instance-thread.js', import.meta.url);
 
 type ResultsFromInstance = Extract<FromInstance, { kind: 'results' }>;
+export type OutputFromInstance = Extract<FromInstance, { kind: 'output' }>;
 
 /** How an instance ended without being asked to, and the job it was running, if any. */
 export interface InstanceDeath {
@@ -33,7 +34,12 @@ export class WorkerInstance {
   #lastJobsStarted = -1;
   #lastProgressAt = 0;
 
-  constructor(slot: number, onResults: (slot: number, results: ResultsFromInstance) => void, onDeath: (slot: number, death: InstanceDeath) => void) {
+  constructor(
+    slot: number,
+    onResults: (slot: number, results: ResultsFromInstance) => void,
+    onDeath: (slot: number, death: InstanceDeath) => void,
+    onOutput: (slot: number, output: OutputFromInstance) => void = () => {},
+  ) {
     this.slot = slot;
     this.#worker = new Worker(THREAD_ENTRY, { workerData: { slot } });
     const died = (reason: InstanceDeath['reason'], error: Error) => {
@@ -48,6 +54,8 @@ export class WorkerInstance {
       if (message.kind === 'results') {
         if (message.final) this.#timeouts.delete(message.batch);
         onResults(slot, message);
+      } else if (message.kind === 'output') {
+        onOutput(slot, message);
       } else {
         this.#waiters.shift()?.(message);
       }

@@ -30,6 +30,7 @@ export class CoordinatorSession {
   #log: Logger;
   #instances: WorkerInstance[] = [];
   #code: ShippedCode | null = null;
+  #forwardOutput = false;
   #coordinatorNonce: Uint8Array | null = null;
   #daemonNonce = createNonce();
   #handshakeTimer: NodeJS.Timeout;
@@ -164,6 +165,7 @@ export class CoordinatorSession {
   async #onSetup(message: SetupMessage): Promise<void> {
     this.#state = 'setting-up';
     this.#code = message.code;
+    this.#forwardOutput = message.forwardOutput === true;
     const slots = Math.min(Math.max(1, Math.floor(message.slots) || this.#options.workers), this.#options.workers);
     this.#instances = Array.from({ length: slots }, (_, slot) => this.#createInstance(slot));
     const failures = await Promise.all(this.#instances.map((instance) => instance.setup(message.code, this.#options.resultFlushMs)));
@@ -187,6 +189,15 @@ export class CoordinatorSession {
         type: 'results', slot: s, batch: r.batch, offset: r.offset, payload: r.payload, errors: r.errors, busyMs: r.busyMs, final: r.final,
       }),
       (s, death) => void this.#onInstanceDeath(s, death),
+      (s, output) => {
+        // Always in the daemon's own log; to the coordinator too when it asked.
+        this.#log.info({ event: 'worker-output', slot: s, stream: output.stream, phase: output.phase, batch: output.batch, jobOffset: output.jobOffset, text: output.text });
+        if (this.#forwardOutput) {
+          this.#connection.send({
+            type: 'output', slot: s, stream: output.stream, text: output.text, phase: output.phase, batch: output.batch, jobOffset: output.jobOffset,
+          });
+        }
+      },
     );
   }
 
