@@ -385,14 +385,22 @@ const SAMPLES: Record<MessageType, Message> = {
   },
   auth: { type: 'auth', proof: nonce(4) },
   ready: { type: 'ready' },
-  setup: { type: 'setup', code: { kind: 'function', source: '(x) => x * 2' }, slots: 2 },
+  setup: { type: 'setup', code: { kind: 'function', source: '(x) => x * 2' }, slots: 2, forwardOutput: true },
   'setup-done': { type: 'setup-done', slots: 2 },
   'setup-failed': { type: 'setup-failed', slot: 1, error: remoteError },
-  jobs: { type: 'jobs', slot: 0, batch: 17, payload: new Uint8Array([1, 2, 3]) },
+  jobs: { type: 'jobs', slot: 0, batch: 17, payload: new Uint8Array([1, 2, 3]), timeoutMs: 30_000 },
   results: {
     type: 'results', slot: 0, batch: 17, offset: 3, payload: new Uint8Array([4, 5]),
     errors: [[1, remoteError]], busyMs: 1.5, final: true,
   },
+  cancel: { type: 'cancel', slot: 2, batches: [17, 18] },
+  ping: { type: 'ping', seq: 7 },
+  pong: { type: 'pong', seq: 7 },
+  'slot-lost': { type: 'slot-lost', slot: 3, reason: 'crashed', batch: 18, jobOffset: 5, error: remoteError },
+  'slot-ready': { type: 'slot-ready', slot: 3 },
+  'slot-failed': { type: 'slot-failed', slot: 3, error: remoteError },
+  goodbye: { type: 'goodbye', reason: 'SIGTERM' },
+  output: { type: 'output', slot: 1, stream: 'stderr', text: 'warning: slow job\n', phase: 'call', batch: 18, jobOffset: 2 },
   shutdown: { type: 'shutdown' },
   'shutdown-done': { type: 'shutdown-done', errors: [{ slot: 0, error: remoteError }] },
   error: { type: 'error', code: 'MS_AUTH_FAILED', message: 'proof did not verify' },
@@ -414,6 +422,14 @@ const REQUIRED: Record<MessageType, Record<string, unknown[]>> = {
   results: {
     slot: ['0'], batch: [null], offset: ['3'], payload: [[4, 5]], busyMs: ['1.5'], final: [1, 'true'],
   },
+  cancel: { slot: ['2'], batches: [17, '17', { 0: 17 }, null] },
+  ping: { seq: ['7', null] },
+  pong: { seq: ['7', null] },
+  'slot-lost': { slot: ['3'], reason: [1, null] },
+  'slot-ready': { slot: ['3', null] },
+  'slot-failed': { slot: ['3'], error: [[], null, 'boom'] },
+  goodbye: { reason: [0, null] },
+  output: { slot: ['1'], stream: [1, null], text: [[104, 105], null], phase: [0, {}] },
   shutdown: {},
   'shutdown-done': { errors: [{}, 'none', null] },
   error: { code: [1], message: [{}] },
@@ -434,7 +450,10 @@ describe('encodeMessage and decodeMessage', () => {
     const auth: Message = { type: 'auth' };
     const { proof: _proof, ...welcome } = SAMPLES.welcome as Extract<Message, { type: 'welcome' }>;
     const { errors: _errors, ...results } = SAMPLES.results as Extract<Message, { type: 'results' }>;
-    for (const message of [auth, { ...welcome, authRequired: false }, results] as Message[]) {
+    const { timeoutMs: _timeoutMs, ...jobs } = SAMPLES.jobs as Extract<Message, { type: 'jobs' }>;
+    const slotLost: Message = { type: 'slot-lost', slot: 1, reason: 'timeout' };
+    const output: Message = { type: 'output', slot: 0, stream: 'stdout', text: 'ready', phase: 'setup' };
+    for (const message of [auth, { ...welcome, authRequired: false }, results, jobs, slotLost, output] as Message[]) {
       expect(decodeMessage(encodeMessage(message))).to.deep.equal(message);
     }
   });

@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import type { SerializedError } from '@mapscale/protocol';
-import { MapRun, Scheduler, type Batch, type ResultOutcome, type SchedulerTuning } from '../packages/coordinator/dist/scheduler.js';
+import { MapRun, Scheduler, type Batch, type ResultOutcome, type SchedulerTuning, type SlotLoss } from '../packages/coordinator/dist/scheduler.js';
+import { ArrayResults } from '../packages/coordinator/dist/result-stores.js';
 
 /** Small seeded PRNG (mulberry32): a failing seed replays identically. */
 function prng(seed: number): () => number {
@@ -21,6 +22,17 @@ function jobsOf(n: number): number[] {
   return Array.from({ length: n }, (_, i) => i * 3 + 1);
 }
 
+/** Every job the run has read so far. */
+function allJobs(run: MapRun): unknown[] {
+  return run.jobs(0, run.fetched);
+}
+
+/** The results of a run kept in job order (the default store of a `map`). */
+function valuesOf(run: MapRun): unknown[] {
+  expect(run.results).to.be.instanceOf(ArrayResults);
+  return (run.results as ArrayResults).values;
+}
+
 function size(batch: Batch): number {
   return batch.end - batch.start;
 }
@@ -31,10 +43,15 @@ function size(batch: Batch): number {
  */
 function answer(s: Scheduler, batch: Batch, count = size(batch) - batch.received, options: { final?: boolean; busyMs?: number } = {}): ResultOutcome {
   const from = batch.received;
-  const values = batch.run.jobs.slice(batch.start + from, batch.start + from + count).map(work);
+  const values = batch.run.jobs(batch.start + from, batch.start + from + count).map(work);
   const final = options.final ?? from + count === size(batch);
   return s.onResults(batch.id, from, values, undefined, options.busyMs ?? 0, final);
 }
+
+/** A loss that blames nobody: every unanswered job simply goes back to its run. */
+const RETIRED: SlotLoss = { kind: 'retired' };
+
+const NOTHING: ResultOutcome = { completed: [], failed: [], cancelled: [] };
 
 function remoteError(message: string): SerializedError {
   return { name: 'Error', message };
@@ -80,9 +97,9 @@ describe('Scheduler', () => {
     it('succeeds an empty run at once and never dispatches it', () => {
       const s = scheduler({}, [1, 2]);
       const run = new MapRun(1, []);
-      s.addRun(run);
+      expect(s.addRun(run)).to.deep.equal({ completed: [run], failed: [], cancelled: [] });
       expect(run.status).to.equal('succeeded');
-      expect(run.results).to.deep.equal([]);
+      expect(valuesOf(run)).to.deep.equal([]);
       expect(s.activeRuns).to.have.length(0);
       expect(s.nextDispatches()).to.deep.equal([]);
     });
@@ -117,7 +134,7 @@ describe('Scheduler', () => {
         expect(completed).to.deep.equal([run]);
         expect(run.status).to.equal('succeeded');
         expect(run.done).to.equal(100);
-        expect(run.results).to.deep.equal(run.jobs.map(work));
+        expect(valuesOf(run)).to.deep.equal(allJobs(run).map(work));
         expect(s.activeRuns).to.have.length(0);
       }
     });
@@ -197,7 +214,7 @@ describe('Scheduler', () => {
         answer(s, batch);
         inFlight = inFlight.filter((b) => b !== batch);
       }
-      expect(run.results).to.deep.equal(run.jobs.map(work));
+      expect(valuesOf(run)).to.deep.equal(allJobs(run).map(work));
     });
 
     it('stops giving a slot batches once its estimated in-flight bytes reach the budget', () => {
@@ -226,7 +243,7 @@ describe('Scheduler', () => {
       const { dispatched } = drain(s);
       expect(dispatched.map(size)).to.deep.equal([8, 8, 8, 8, 8, 5]);
       expect(dispatched.map((b) => b.start)).to.deep.equal([0, 8, 16, 24, 32, 40]);
-      expect(run.results).to.deep.equal(run.jobs.map(work));
+      expect(valuesOf(run)).to.deep.equal(allJobs(run).map(work));
     });
 
     it('honours a chunkSize of 1', () => {
@@ -235,7 +252,7 @@ describe('Scheduler', () => {
       s.addRun(run);
       const { dispatched } = drain(s);
       expect(dispatched.map(size)).to.deep.equal(Array(9).fill(1));
-      expect(run.results).to.deep.equal(run.jobs.map(work));
+      expect(valuesOf(run)).to.deep.equal(allJobs(run).map(work));
     });
 
     it('dispatches nothing more once every job is handed out', () => {
@@ -266,13 +283,13 @@ describe('Scheduler', () => {
       expect(answer(s, batch!, 3).completed).to.deep.equal([]);
       expect(batch!.received).to.equal(3);
       expect(run.done).to.equal(3);
-      expect(run.results.slice(0, 3)).to.deep.equal(run.jobs.slice(0, 3).map(work));
-      expect(run.results[3]).to.equal(undefined);
+      expect(valuesOf(run).slice(0, 3)).to.deep.equal(run.jobs(0, 3).map(work));
+      expect(valuesOf(run)[3]).to.equal(undefined);
       expect(answer(s, batch!, 0).completed).to.deep.equal([]);
       expect(answer(s, batch!, 5).completed).to.deep.equal([]);
       expect(batch!.received).to.equal(8);
       expect(answer(s, batch!, 2).completed).to.deep.equal([run]);
-      expect(run.results).to.deep.equal(run.jobs.map(work));
+      expect(valuesOf(run)).to.deep.equal(allJobs(run).map(work));
     });
 
     it('places parts of a batch that starts mid-run at the right job indices', () => {
@@ -283,10 +300,10 @@ describe('Scheduler', () => {
       expect(second!.start).to.equal(6);
       answer(s, second!, 2);
       answer(s, second!, 4);
-      expect(run.results.slice(6)).to.deep.equal(run.jobs.slice(6).map(work));
-      expect(run.results.slice(0, 6)).to.deep.equal(Array(6).fill(undefined));
+      expect(valuesOf(run).slice(6)).to.deep.equal(run.jobs(6, run.total).map(work));
+      expect(valuesOf(run).slice(0, 6)).to.deep.equal(Array(6).fill(undefined));
       expect(answer(s, first!).completed).to.deep.equal([run]);
-      expect(run.results).to.deep.equal(run.jobs.map(work));
+      expect(valuesOf(run)).to.deep.equal(allJobs(run).map(work));
     });
 
     it('retires a batch answered in full even without the final flag', () => {
@@ -309,7 +326,7 @@ describe('Scheduler', () => {
       expect(outcome.failed).to.deep.equal([]);
       expect(run.done).to.equal(4);
       expect(batch!.received).to.equal(4);
-      expect(run.results.slice(0, 4)).to.deep.equal(run.jobs.slice(0, 4).map(work));
+      expect(valuesOf(run).slice(0, 4)).to.deep.equal(run.jobs(0, 4).map(work));
     });
 
     it('ignores a part that skips ahead of what was received', () => {
@@ -322,9 +339,9 @@ describe('Scheduler', () => {
       expect(batch!.received).to.equal(2);
       expect(run.done).to.equal(2);
       expect(s.batch(batch!.id)).to.equal(batch);
-      expect(run.results.slice(5)).to.deep.equal(Array(5).fill(undefined));
+      expect(valuesOf(run).slice(5)).to.deep.equal(Array(5).fill(undefined));
       expect(answer(s, batch!).completed).to.deep.equal([run]);
-      expect(run.results).to.deep.equal(run.jobs.map(work));
+      expect(valuesOf(run)).to.deep.equal(allJobs(run).map(work));
     });
 
     it('ignores parts for an unknown batch id and for a batch already answered', () => {
@@ -339,7 +356,7 @@ describe('Scheduler', () => {
       const late = s.onResults(a!.id, 5, ['x'], undefined, 0, true);
       expect(late.completed).to.deep.equal([]);
       expect(run.done).to.equal(5);
-      expect(run.results.slice(0, 5)).to.deep.equal(run.jobs.slice(0, 5).map(work));
+      expect(valuesOf(run).slice(0, 5)).to.deep.equal(run.jobs(0, 5).map(work));
     });
 
     it('reports a completed run exactly once', () => {
@@ -353,7 +370,7 @@ describe('Scheduler', () => {
   });
 
   describe('slot loss', () => {
-    it('returns the lost batches and puts the unanswered rest of each back', () => {
+    it('forgets the lost batches and puts the unanswered rest of each back', () => {
       const s = scheduler({ chunkSize: 10 }, [1, 2]);
       const run = new MapRun(1, jobsOf(100));
       s.addRun(run);
@@ -361,8 +378,7 @@ describe('Scheduler', () => {
       const onSlot1 = batches.filter((b) => b.slotId === 1);
       expect(onSlot1).to.have.length(2);
       answer(s, onSlot1[0]!, 4);
-      const lost = s.removeSlot(1);
-      expect(new Set(lost)).to.deep.equal(new Set(onSlot1));
+      expect(s.removeSlot(1, RETIRED)).to.deep.equal(NOTHING);
       expect(s.slotCount).to.equal(1);
       expect(run.unassigned).to.equal(100 - 40 + 6 + 10);
       const back = [...run.retry].sort((a, b) => a[0] - b[0]);
@@ -376,8 +392,9 @@ describe('Scheduler', () => {
       s.addRun(run);
       const [batch] = s.nextDispatches();
       answer(s, batch!);
-      expect(s.removeSlot(1)).to.deep.equal([]);
+      expect(s.removeSlot(1)).to.deep.equal(NOTHING);
       expect(run.retry).to.deep.equal([]);
+      expect(run.suspects).to.deep.equal([]);
     });
 
     it('dispatches put-back jobs to other slots before fresh jobs', () => {
@@ -388,7 +405,7 @@ describe('Scheduler', () => {
       const onSlot1 = batches.filter((b) => b.slotId === 1);
       const onSlot2 = batches.filter((b) => b.slotId === 2);
       answer(s, onSlot1[0]!, 4);
-      s.removeSlot(1);
+      s.removeSlot(1, RETIRED);
       for (const b of onSlot2) answer(s, b);
       const next = s.nextDispatches();
       expect(slotsOf(next)).to.deep.equal([2, 2]);
@@ -404,7 +421,7 @@ describe('Scheduler', () => {
       s.addRun(run);
       const [lost] = s.nextDispatches();
       expect([lost!.start, lost!.end]).to.deep.equal([0, 10]);
-      s.removeSlot(1);
+      s.removeSlot(1, RETIRED);
       s.addSlot(2);
       s.addSlot(3);
       const again = s.nextDispatches();
@@ -413,7 +430,7 @@ describe('Scheduler', () => {
       expect(new Set(slotsOf(again))).to.deep.equal(new Set([2, 3]));
       const { completed } = drain(s, undefined, again);
       expect(completed).to.deep.equal([run]);
-      expect(run.results).to.deep.equal(run.jobs.map(work));
+      expect(valuesOf(run)).to.deep.equal(allJobs(run).map(work));
     });
 
     it('ignores late parts from a lost slot; the jobs are answered once, by their new slot', () => {
@@ -422,7 +439,7 @@ describe('Scheduler', () => {
       s.addRun(run);
       const [lostBatch] = s.nextDispatches();
       answer(s, lostBatch!, 3);
-      s.removeSlot(1);
+      s.removeSlot(1, RETIRED);
       s.addSlot(2);
       const [retried] = s.nextDispatches();
       expect(retried!.slotId).to.equal(2);
@@ -431,14 +448,14 @@ describe('Scheduler', () => {
       expect(late.completed).to.deep.equal([]);
       expect(run.done).to.equal(3);
       expect(answer(s, retried!).completed).to.deep.equal([run]);
-      expect(run.results).to.deep.equal(run.jobs.map(work));
+      expect(valuesOf(run)).to.deep.equal(allJobs(run).map(work));
     });
 
     it('ignores removing a slot it does not know', () => {
       const s = scheduler({}, [1]);
-      expect(s.removeSlot(42)).to.deep.equal([]);
-      expect(s.removeSlot(1)).to.deep.equal([]);
-      expect(s.removeSlot(1)).to.deep.equal([]);
+      expect(s.removeSlot(42)).to.deep.equal(NOTHING);
+      expect(s.removeSlot(1)).to.deep.equal(NOTHING);
+      expect(s.removeSlot(1)).to.deep.equal(NOTHING);
       expect(s.slotCount).to.equal(0);
     });
 
@@ -449,8 +466,9 @@ describe('Scheduler', () => {
       const [a, b] = s.nextDispatches();
       s.onResults(a!.id, 0, [null], [[0, remoteError('boom')]], 0, false);
       expect(run.status).to.equal('failed');
-      s.removeSlot(b!.slotId);
+      expect(s.removeSlot(b!.slotId)).to.deep.equal(NOTHING);
       expect(run.retry).to.deep.equal([]);
+      expect(run.suspects).to.deep.equal([]);
       expect(run.unassigned).to.equal(0);
       expect(s.nextDispatches()).to.deep.equal([]);
     });
@@ -468,7 +486,7 @@ describe('Scheduler', () => {
       s.addSlot(3);
       const { completed } = drain(s);
       expect(completed).to.deep.equal([run]);
-      expect(run.results).to.deep.equal(run.jobs.map(work));
+      expect(valuesOf(run)).to.deep.equal(allJobs(run).map(work));
     });
 
     describe('randomized: slots lost and added, partial and stale answers', () => {
@@ -484,7 +502,7 @@ describe('Scheduler', () => {
       const run = new MapRun(1, jobsOf(30));
       s.addRun(run);
       const [, second] = s.nextDispatches();
-      const values = run.jobs.slice(10, 20).map(work);
+      const values = run.jobs(10, 20).map(work);
       values[2] = values[5] = values[7] = null;
       const errors: [number, SerializedError][] = [[5, remoteError('e5')], [2, remoteError('e2')], [7, remoteError('e7')]];
       const outcome = s.onResults(second!.id, 0, values, errors, 1, true);
@@ -494,7 +512,8 @@ describe('Scheduler', () => {
       expect(failure!.run).to.equal(run);
       expect(failure!.jobIndex).to.equal(12);
       expect(failure!.slotId).to.equal(1);
-      expect(failure!.error.message).to.equal('e2');
+      expect(failure!.kind).to.equal('error');
+      expect(failure!.error!.message).to.equal('e2');
       expect(run.status).to.equal('failed');
       expect(s.activeRuns).to.not.include(run);
     });
@@ -538,13 +557,13 @@ describe('Scheduler', () => {
       expect(b!.run).to.equal(failing);
       s.onResults(a!.id, 0, [null, ...Array(9).fill('x')], [[0, remoteError('boom')]], 1, true);
       const next = s.nextDispatches();
-      expect(next).to.have.length(1);
+      for (const batch of next) expect(batch.run).to.equal(healthy);
       expect(next[0]!.run).to.equal(healthy);
       expect(next[0]!.slotId).to.equal(a!.slotId);
       answer(s, b!);
       const { completed } = drain(s, undefined, next);
       expect(completed).to.deep.equal([healthy]);
-      expect(healthy.results).to.deep.equal(healthy.jobs.map(work));
+      expect(valuesOf(healthy)).to.deep.equal(allJobs(healthy).map(work));
       expect(failing.status).to.equal('failed');
     });
 
@@ -672,8 +691,8 @@ describe('Scheduler', () => {
       const { dispatched, completed } = drain(s);
       expect(dispatched.map((b) => b.run.id)).to.deep.equal([1, 1, 1, 2, 2]);
       expect(completed).to.deep.equal([first, second]);
-      expect(first.results).to.deep.equal(first.jobs.map(work));
-      expect(second.results).to.deep.equal(second.jobs.map(work));
+      expect(valuesOf(first)).to.deep.equal(allJobs(first).map(work));
+      expect(valuesOf(second)).to.deep.equal(allJobs(second).map(work));
     });
 
     it('gives idle slots to a second run once the first has nothing left to hand out', () => {
@@ -701,8 +720,8 @@ describe('Scheduler', () => {
       const stillOut = early.filter((batch) => batch.slotId !== early[0]!.slotId);
       const { completed } = drain(s, (inFlight) => inFlight[Math.floor(rand() * inFlight.length)]!, stillOut);
       expect(new Set(completed)).to.deep.equal(new Set([a, b]));
-      expect(a.results).to.deep.equal(a.jobs.map(work));
-      expect(b.results).to.deep.equal(b.jobs.map(work));
+      expect(valuesOf(a)).to.deep.equal(allJobs(a).map(work));
+      expect(valuesOf(b)).to.deep.equal(allJobs(b).map(work));
     });
   });
 });
@@ -781,10 +800,11 @@ function simulate(seed: number): void {
     } else if (roll < 0.1 && slots.size > 0) {
       const slot = pick([...slots]);
       slots.delete(slot);
-      const lost = s.removeSlot(slot);
-      const expected = [...live.values()].filter((b) => b.slotId === slot);
-      expect(new Set(lost), context()).to.deep.equal(new Set(expected));
+      // Nobody is blamed here (scheduler-faults.test.ts covers blame): every lost job goes back.
+      expect(s.removeSlot(slot, RETIRED), context()).to.deep.equal(NOTHING);
+      const lost = [...live.values()].filter((b) => b.slotId === slot);
       for (const b of lost) {
+        expect(s.batch(b.id), context()).to.equal(undefined);
         live.delete(b.id);
         stale.push(b);
       }
@@ -825,7 +845,7 @@ function simulate(seed: number): void {
   for (const run of runs) {
     expect(run.status, context()).to.equal('succeeded');
     expect(run.done, context()).to.equal(run.total);
-    expect(run.results, `run ${run.id}: ${context()}`).to.deep.equal(run.jobs.map(work));
+    expect(valuesOf(run), `run ${run.id}: ${context()}`).to.deep.equal(allJobs(run).map(work));
     const counts = answeredBy.get(run)!;
     counts.forEach((n, i) => expect(n, `run ${run.id} job ${i} answered ${n} times: ${context()}`).to.equal(1));
   }

@@ -665,7 +665,7 @@ export class Engine {
     }
     const outcome = Array.isArray(values)
       ? this.#scheduler.onResults(message.batch, message.offset, values, message.errors, message.busyMs, message.final)
-      : { completed: [], failed: [], malformed: true };
+      : { completed: [], failed: [], cancelled: [], malformed: true };
     if (outcome.malformed) {
       session.destroy();
       return;
@@ -683,6 +683,7 @@ export class Engine {
 
   /** Settles what an event decided: failed jobs become errors (or settled reasons), finished calls resolve. */
   #settle(outcome: ResultOutcome, addressOf: (slotId: number) => string = (id) => this.#slots.get(id)?.endpoint.label ?? 'unknown'): void {
+    this.#cancelOnWorkers(outcome.cancelled);
     for (const failure of outcome.failed) {
       const handle = this.#handles.get(failure.run);
       if (!handle) continue;

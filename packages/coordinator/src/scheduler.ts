@@ -76,7 +76,9 @@ export interface ResultOutcome {
   completed: MapRun[];
   /** Failed jobs; a run that does not settle has failed with its first. */
   failed: JobFailure[];
-  /** The part broke the protocol (more results than jobs left): the sender is not to be trusted. */
+  /** Batches dropped because their run failed: the engine tells their workers to drop them too. */
+  cancelled: Batch[];
+  /** The part broke the protocol (more results than jobs left, bad error indices): the sender is not to be trusted. */
   malformed?: boolean;
 }
 
@@ -94,7 +96,17 @@ export type SlotLoss =
 const EWMA_WEIGHT = 0.3;
 
 function emptyOutcome(): ResultOutcome {
-  return { completed: [], failed: [] };
+  return { completed: [], failed: [], cancelled: [] };
+}
+
+/** Error entries must name distinct jobs of the part they came with. */
+function validErrorIndices(errors: [number, SerializedError][], count: number): boolean {
+  const seen = new Set<number>();
+  for (const [at] of errors) {
+    if (!Number.isInteger(at) || at < 0 || at >= count || seen.has(at)) return false;
+    seen.add(at);
+  }
+  return true;
 }
 
 export class Scheduler {
@@ -182,7 +194,7 @@ export class Scheduler {
     run.perJobBytes ??= this.#prior.perJobBytes;
     if (run.isComplete) {
       run.status = 'succeeded';
-      return { completed: [run], failed: [] };
+      return { completed: [run], failed: [], cancelled: [] };
     }
     this.#runs.push(run);
     return emptyOutcome();
@@ -193,7 +205,7 @@ export class Scheduler {
     run.endInput();
     if (run.status === 'running' && run.isComplete) {
       this.endRun(run, 'succeeded');
-      return { completed: [run], failed: [] };
+      return { completed: [run], failed: [], cancelled: [] };
     }
     return emptyOutcome();
   }
@@ -254,7 +266,9 @@ export class Scheduler {
     const run = batch.run;
     const count = values.length;
     const size = batch.end - batch.start;
-    if (offset + count > size) return { completed: [], failed: [], malformed: true };
+    if (offset + count > size || (errors && !validErrorIndices(errors, count))) {
+      return { completed: [], failed: [], cancelled: [], malformed: true };
+    }
     batch.received += count;
     if (final || batch.received >= size) {
       this.#retire(batch);
@@ -307,7 +321,7 @@ export class Scheduler {
   #fail(run: MapRun, index: number, slotId: number, kind: FailureKind, error: SerializedError | undefined, outcome: ResultOutcome, attempts?: number): void {
     outcome.failed.push({ run, jobIndex: index, slotId, kind, error, attempts });
     if (!run.options.settle) {
-      this.endRun(run, 'failed');
+      outcome.cancelled.push(...this.endRun(run, 'failed'));
       return;
     }
     run.markAnswered(index, index + 1);
