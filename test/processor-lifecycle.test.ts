@@ -89,7 +89,7 @@ describe('Processor lifecycle (the README example)', () => {
   });
 
   it('rejects bad arguments with InvalidOptionError naming what is wrong', () => {
-    for (const workers of [0, -1, 1.5, [], [42]] as unknown[]) {
+    for (const workers of [0, -1, 1.5, [], [0], [true], [1.5]] as unknown[]) {
       expect(() => new Processor(new Power(2), workers as number)).to.throw(InvalidOptionError);
     }
     expect(() => new Processor(new Power(2), 1, { connectTimeoutMs: -5 })).to.throw(InvalidOptionError, /connectTimeoutMs/);
