@@ -21,6 +21,11 @@ export interface TestDaemonOptions {
   args?: string[];
   env?: Record<string, string>;
   cwd?: string;
+  /**
+   * Directories the daemon must not see: it runs in a mount namespace of its own with an empty
+   * tmpfs over each (needs root, as CI has).
+   */
+  hide?: string[];
 }
 
 const START_DEADLINE_MS = 15_000;
@@ -31,10 +36,18 @@ export function startDaemon(options: TestDaemonOptions = {}): Promise<TestDaemon
   const env: Record<string, string | undefined> = { ...process.env, ...options.env };
   delete env.MAPSCALE_SECRET;
   if (options.secret !== undefined) env.MAPSCALE_SECRET = options.secret;
-  const child = spawn(process.execPath, [
+  const hide = options.hide ?? [];
+  if (hide.length > 0) env.MAPSCALE_TEST_HIDE = hide.join(':');
+  // unshare and sh exec in place, so the child's pid stays the daemon's.
+  const prefix = hide.length === 0 ? [] : [
+    'unshare', '--mount', '--propagation', 'private', '--', 'sh', '-c',
+    'IFS=:; for d in $MAPSCALE_TEST_HIDE; do mount -t tmpfs tmpfs "$d" || exit 97; done; exec "$@"', 'sh',
+  ];
+  const command = [...prefix, process.execPath,
     fileURLToPath(WORKER_CLI_PATH), ...(options.args?.includes('--port') ? [] : ['--port', '0']),
     '--workers', String(options.workers ?? 2), ...(options.args ?? []),
-  ], { env, cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  ];
+  const child = spawn(command[0]!, command.slice(1), { env, cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: Record<string, unknown>[] = [];
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   let stderr = '';

@@ -9,6 +9,7 @@ import {
   WorkerCrashedError,
 } from './errors.js';
 import { LocalDaemon } from './local-daemon.js';
+import { bundleModule } from './bundling.js';
 import { MapRun, Scheduler, type Batch, type JobFailure, type ResultOutcome, type SlotLoss } from './scheduler.js';
 import { ArrayResults, OrderedResults, UnorderedResults, type ResultStore } from './result-stores.js';
 import { parseAddress, type DaemonAddress } from './transport.js';
@@ -149,7 +150,8 @@ export class Engine {
   #status: EngineStatus = 'starting';
   readonly #options: ResolvedProcessorOptions;
   readonly #log: Logger;
-  readonly #code: ShippedCode;
+  #code: ShippedCode;
+  #bundle: { hash: string; source: Uint8Array } | undefined;
   readonly #codec = createCodec();
   readonly #scheduler: Scheduler;
   readonly #emit: (event: EngineEventName, payload: WorkerEvent) => void;
@@ -194,6 +196,14 @@ export class Engine {
 
   async #start(workers: readonly WorkerSpec[]): Promise<void> {
     for (const spec of workers) this.#endpoints.push(this.#endpoint(spec));
+    const code = this.#code;
+    if (code.kind === 'module' && this.#options.bundle) {
+      // Once per Processor: every daemon gets the same bytes, or only their hash if it has them.
+      const bundle = await bundleModule(code.url, code.exportName, code.external ?? []);
+      this.#bundle = { hash: bundle.hash, source: bundle.source };
+      this.#code = { kind: 'bundle', hash: bundle.hash, bytes: bundle.source.length, exportName: code.exportName, state: code.state, external: bundle.external };
+      this.#log.info({ event: 'bundled', hash: bundle.hash, bytes: bundle.source.length, external: bundle.external });
+    }
     const first = await Promise.allSettled(this.#endpoints.map((endpoint) => this.#connect(endpoint)));
     const failures = first.filter((o): o is PromiseRejectedResult => o.status === 'rejected').map((o) => o.reason as Error);
     const permanent = failures.find(isPermanent);
@@ -273,6 +283,9 @@ export class Engine {
         heartbeatIntervalMs: this.#options.heartbeatIntervalMs,
         heartbeatTimeoutMs: this.#options.heartbeatTimeoutMs,
         forwardOutput: this.#options.workerOutput !== 'off',
+        // Local daemons listen on loopback only, without TLS.
+        tls: endpoint.local ? undefined : this.#options.tls,
+        maxFrameBytes: this.#options.maxFrameBytes,
       });
       endpoint.session = session;
       endpoint.retiring = false;
@@ -283,7 +296,7 @@ export class Engine {
       session.on('goodbye', (reason) => this.#onGoodbye(endpoint, session, reason));
       session.on('output', (message) => this.#onOutput(endpoint, session, message));
       session.on('lost', (reason) => this.#onLost(endpoint, session, reason));
-      const slots = await session.open(this.#code);
+      const slots = await session.open(this.#code, this.#bundle);
       // While closing, maps that were called before shutdown() still need these workers.
       if (this.#status === 'closed' || endpoint.removed) {
         await session.shutdown().catch(() => session.destroy());

@@ -2,10 +2,10 @@ export { Processor, type WorkFunctionInput, type WorkersInput, type Jobs, type P
 export type { Settled } from './result-stores.js';
 export type { WorkerEvent, WorkerStats, MapProgress } from './engine.js';
 export { WorkFunction, ModuleScopeError, RestoreError } from '@mapscale/worker-server';
-export { DEFAULT_PROCESSOR_OPTIONS, type ProcessorOptions, type MapOptions } from './options.js';
+export { DEFAULT_PROCESSOR_OPTIONS, type ProcessorOptions, type ProcessorTlsOptions, type MapOptions } from './options.js';
 export {
   JobError, SetupError, CleanupError, ProcessorClosedError, NoWorkersError, ShippingError, InvalidOptionError, WorkerLostError,
-  WorkerCrashedError, JobTimeoutError, AbortError, HeartbeatTimeoutError,
+  WorkerCrashedError, JobTimeoutError, AbortError, HeartbeatTimeoutError, TLSError,
 } from './errors.js';
 export { LocalDaemonError } from './local-daemon.js';
 export {

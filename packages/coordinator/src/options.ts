@@ -1,4 +1,5 @@
 import { pino, type Logger } from 'pino';
+import { DEFAULT_LIMITS } from '@mapscale/protocol';
 import { InvalidOptionError } from './errors.js';
 import type { MapProgress } from './engine.js';
 
@@ -31,6 +32,27 @@ export interface ProcessorOptions {
    * stderr), 'logger' (events on the logger), or 'off'. It always stays in the daemon's own log.
    */
   workerOutput?: 'stderr' | 'logger' | 'off';
+  /**
+   * A class with `static module = import.meta.url` is bundled with its imports (esbuild) and sent
+   * to daemons that lack the bundle. false: workers import the module by its path instead.
+   */
+  bundle?: boolean;
+  /** Connect to daemons given by address over TLS. Local daemons (`new Processor(fn, N)`) stay on plain loopback. */
+  tls?: ProcessorTlsOptions;
+  /** Largest frame accepted from a daemon after the handshake; keep it ≥ the daemons' --max-frame-bytes. */
+  maxFrameBytes?: number;
+}
+
+/** PEM text. The daemon's certificate is always verified. */
+export interface ProcessorTlsOptions {
+  /** CA certificate(s) that sign the daemons' certificates. Default: Node.js's bundled public CAs. */
+  ca?: string | Buffer | (string | Buffer)[];
+  /** This coordinator's client certificate, for daemons that require one (--tls-ca). Needs `key`. */
+  cert?: string | Buffer;
+  /** The client certificate's private key. */
+  key?: string | Buffer;
+  /** Name the daemon's certificate must carry (and SNI). Default: the host of its address. */
+  servername?: string;
 }
 
 /** Per call: `map(jobs, options)`, `imap(jobs, options)`. */
@@ -59,6 +81,9 @@ export interface ResolvedProcessorOptions {
   maxReconnectDelayMs: number;
   window: number;
   workerOutput: 'stderr' | 'logger' | 'off';
+  bundle: boolean;
+  tls: ProcessorTlsOptions | undefined;
+  maxFrameBytes: number;
 }
 
 export const DEFAULT_PROCESSOR_OPTIONS = Object.freeze({
@@ -74,6 +99,9 @@ export const DEFAULT_PROCESSOR_OPTIONS = Object.freeze({
   maxReconnectDelayMs: 5_000,
   window: 50_000,
   workerOutput: 'stderr' as const,
+  bundle: true,
+  tls: undefined,
+  maxFrameBytes: DEFAULT_LIMITS.maxFrameBytes,
 });
 
 function checkPositiveInteger(name: string, value: unknown): void {
@@ -109,6 +137,10 @@ export function resolveProcessorOptions(options: ProcessorOptions = {}): Resolve
   if (options.maxJobRetries !== undefined && (!Number.isInteger(options.maxJobRetries) || options.maxJobRetries < 0)) {
     throw new InvalidOptionError(`option "maxJobRetries" must be an integer ≥ 0, got ${String(options.maxJobRetries)}`);
   }
+  if (options.maxFrameBytes !== undefined && (!Number.isInteger(options.maxFrameBytes) || options.maxFrameBytes < 1024)) {
+    throw new InvalidOptionError(`option "maxFrameBytes" must be an integer ≥ 1024, got ${String(options.maxFrameBytes)}`);
+  }
+  if (options.tls !== undefined) checkTls(options.tls);
   const secret = options.secret ?? (process.env.MAPSCALE_SECRET || undefined);
   if (secret !== undefined && (typeof secret !== 'string' || secret.length === 0)) {
     throw new InvalidOptionError('option "secret" must be a non-empty string');
@@ -127,5 +159,28 @@ export function resolveProcessorOptions(options: ProcessorOptions = {}): Resolve
     maxReconnectDelayMs: options.maxReconnectDelayMs ?? DEFAULT_PROCESSOR_OPTIONS.maxReconnectDelayMs,
     window: options.window ?? DEFAULT_PROCESSOR_OPTIONS.window,
     workerOutput: options.workerOutput ?? DEFAULT_PROCESSOR_OPTIONS.workerOutput,
+    bundle: options.bundle ?? DEFAULT_PROCESSOR_OPTIONS.bundle,
+    tls: options.tls ?? DEFAULT_PROCESSOR_OPTIONS.tls,
+    maxFrameBytes: options.maxFrameBytes ?? DEFAULT_PROCESSOR_OPTIONS.maxFrameBytes,
   };
+}
+
+function isPem(value: unknown): boolean {
+  return (typeof value === 'string' || Buffer.isBuffer(value)) && value.length > 0;
+}
+
+function checkTls(tls: ProcessorTlsOptions): void {
+  if (typeof tls !== 'object' || tls === null) throw new InvalidOptionError('option "tls" must be an object { ca?, cert?, key?, servername? }');
+  if (tls.ca !== undefined && !(Array.isArray(tls.ca) ? tls.ca.length > 0 && tls.ca.every(isPem) : isPem(tls.ca))) {
+    throw new InvalidOptionError('option "tls.ca" must be the PEM text of the CA certificate(s) that sign the daemons\' certificates');
+  }
+  for (const name of ['cert', 'key'] as const) {
+    if (tls[name] !== undefined && !isPem(tls[name])) throw new InvalidOptionError(`option "tls.${name}" must be PEM text`);
+  }
+  if ((tls.cert === undefined) !== (tls.key === undefined)) {
+    throw new InvalidOptionError('options "tls.cert" and "tls.key" go together: a client certificate needs its key');
+  }
+  if (tls.servername !== undefined && (typeof tls.servername !== 'string' || tls.servername.length === 0)) {
+    throw new InvalidOptionError('option "tls.servername" must be a non-empty string');
+  }
 }

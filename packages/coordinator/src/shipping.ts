@@ -17,13 +17,17 @@ export function shipWorkFunction(workFn: WorkFunctionLike): ShippedCode {
   if (typeof workFn !== 'object' || workFn === null || typeof workFn.call !== 'function') {
     throw new ShippingError('the work function must be a WorkFunction instance or a function (job) => result');
   }
-  const cls = workFn.constructor as Function & { module?: unknown };
+  const cls = workFn.constructor as Function & { module?: unknown; external?: unknown };
   const state = packState(workFn, cls.name);
   if (cls.module !== undefined) {
     if (typeof cls.module !== 'string' || !/^(file|data|https?):/.test(cls.module)) {
       throw new ShippingError(`${cls.name}.module must be the module's URL: write "static module = import.meta.url"`);
     }
-    return { kind: 'module', url: cls.module, exportName: cls.name, state };
+    const external = cls.external ?? [];
+    if (!Array.isArray(external) || external.some((e) => typeof e !== 'string')) {
+      throw new ShippingError(`${cls.name}.external must be a list of module names, e.g. static external = ['sharp']`);
+    }
+    return { kind: 'module', url: cls.module, exportName: cls.name, state, external: external as string[] };
   }
   return { kind: 'class', classes: classChain(cls), state };
 }

@@ -8,7 +8,8 @@ import {
   type SlotLostMessage, type OutputMessage,
 } from '@mapscale/protocol';
 import type { FramedConnection } from '@mapscale/worker-server';
-import { openConnection, type DaemonAddress } from './transport.js';
+import { explainHandshakeFailure, openConnection, type DaemonAddress } from './transport.js';
+import type { ProcessorTlsOptions } from './options.js';
 import { HeartbeatTimeoutError, SetupError } from './errors.js';
 
 export type WorkerSessionState = 'connecting' | 'handshaking' | 'setting-up' | 'ready' | 'shutting-down' | 'closed';
@@ -36,6 +37,10 @@ export interface WorkerSessionOptions {
   heartbeatIntervalMs: number;
   heartbeatTimeoutMs: number;
   forwardOutput: boolean;
+  /** TLS to this daemon; undefined: plain TCP. */
+  tls?: ProcessorTlsOptions;
+  /** Largest frame accepted once authenticated. Default: DEFAULT_LIMITS.maxFrameBytes. */
+  maxFrameBytes?: number;
 }
 
 /** Maps a daemon's error frame to the error class the coordinator's caller expects. */
@@ -85,9 +90,12 @@ export class WorkerSession extends EventEmitter<WorkerSessionEvents> {
     return this.#welcome?.hostname;
   }
 
-  /** Connects, authenticates both ways, ships the work function and waits for every instance's setup(). */
-  async open(code: ShippedCode): Promise<number> {
-    const connection = await openConnection(this.address, this.#options.connectTimeoutMs, DEFAULT_LIMITS.preAuthFrameBytes);
+  /**
+   * Connects, authenticates both ways, ships the work function (and its bundle, if the daemon asks
+   * for it) and waits for every instance's setup().
+   */
+  async open(code: ShippedCode, bundle?: { hash: string; source: Uint8Array }): Promise<number> {
+    const connection = await openConnection(this.address, this.#options.connectTimeoutMs, DEFAULT_LIMITS.preAuthFrameBytes, this.#options.tls);
     this.#connection = connection;
     connection.unref();
     connection.on('message', (message) => this.#onMessage(message));
@@ -99,12 +107,20 @@ export class WorkerSession extends EventEmitter<WorkerSessionEvents> {
     }, this.#options.connectTimeoutMs).unref();
     try {
       await this.#handshake(connection);
+    } catch (error) {
+      throw explainHandshakeFailure(error, this.address, this.#options.tls !== undefined, this.#welcome !== null);
     } finally {
       clearTimeout(deadline);
     }
     this.#state = 'setting-up';
     connection.send({ type: 'setup', code, slots: this.#welcome!.slots, forwardOutput: this.#options.forwardOutput });
-    const reply = await this.#reply((m) => m.type === 'setup-done' || m.type === 'setup-failed');
+    let reply = await this.#reply((m) => m.type === 'setup-done' || m.type === 'setup-failed' || m.type === 'need-bundle');
+    if (reply.type === 'need-bundle') {
+      if (!bundle || reply.hash !== bundle.hash) throw new ProtocolError(`daemon ${this.address.label} asked for a bundle this coordinator did not offer`);
+      this.#log.debug({ event: 'bundle-sent', hash: bundle.hash, bytes: bundle.source.length });
+      connection.send({ type: 'bundle', hash: bundle.hash, source: bundle.source });
+      reply = await this.#reply((m) => m.type === 'setup-done' || m.type === 'setup-failed');
+    }
     if (reply.type === 'setup-failed') {
       throw new SetupError(`${this.address.label}#${reply.slot}`, deserializeError(reply.error));
     }
@@ -137,7 +153,7 @@ export class WorkerSession extends EventEmitter<WorkerSessionEvents> {
     this.#welcome = welcome;
     connection.send({ type: 'auth', proof: secret === undefined ? undefined : computeProof(secret, 'coordinator', nonce, welcome.nonce) });
     await this.#reply((m) => m.type === 'ready');
-    connection.maxFrameBytes = DEFAULT_LIMITS.maxFrameBytes;
+    connection.maxFrameBytes = this.#options.maxFrameBytes ?? DEFAULT_LIMITS.maxFrameBytes;
   }
 
   sendJobs(slot: number, batch: number, payload: Uint8Array, timeoutMs?: number): void {

@@ -10,7 +10,13 @@ import { ProtocolError } from './errors.js';
 export type ShippedCode =
   | { kind: 'function'; source: string }
   | { kind: 'class'; classes: { name: string; source: string }[]; state: Uint8Array }
-  | { kind: 'module'; url: string; exportName: string; state: Uint8Array };
+  | { kind: 'module'; url: string; exportName: string; state: Uint8Array; external?: string[] }
+  /**
+   * The class's module bundled with its imports (ESM), named by the SHA-256 of its bytes; the daemon
+   * asks for the bytes (`need-bundle`) only when its cache lacks them. `external` modules are
+   * imported on the worker host as installed there.
+   */
+  | { kind: 'bundle'; hash: string; bytes: number; exportName: string; state: Uint8Array; external: string[] };
 
 /** Coordinator → daemon, first frame: who it is and a fresh nonce to be proven against. */
 export interface HelloMessage {
@@ -53,6 +59,19 @@ export interface SetupMessage {
   slots: number;
   /** Send what user code prints to the coordinator too (it always goes to the daemon's log). */
   forwardOutput?: boolean;
+}
+
+/** Daemon → coordinator: its bundle cache lacks this hash; send the bytes. */
+export interface NeedBundleMessage {
+  type: 'need-bundle';
+  hash: string;
+}
+
+/** Coordinator → daemon: a bundle's bytes, checked against its hash before use. */
+export interface BundleMessage {
+  type: 'bundle';
+  hash: string;
+  source: Uint8Array;
 }
 
 /** Daemon → coordinator: every instance is set up. */
@@ -182,9 +201,9 @@ export interface ErrorMessage {
 }
 
 export type CoordinatorMessage =
-  | HelloMessage | AuthMessage | SetupMessage | JobsMessage | CancelMessage | PingMessage | ShutdownMessage | ErrorMessage;
+  | HelloMessage | AuthMessage | SetupMessage | BundleMessage | JobsMessage | CancelMessage | PingMessage | ShutdownMessage | ErrorMessage;
 export type DaemonMessage =
-  | WelcomeMessage | ReadyMessage | SetupDoneMessage | SetupFailedMessage | ResultsMessage | PongMessage | OutputMessage
+  | WelcomeMessage | ReadyMessage | NeedBundleMessage | SetupDoneMessage | SetupFailedMessage | ResultsMessage | PongMessage | OutputMessage
   | SlotLostMessage | SlotReadyMessage | SlotFailedMessage | GoodbyeMessage | ShutdownDoneMessage | ErrorMessage;
 export type Message = CoordinatorMessage | DaemonMessage;
 export type MessageType = Message['type'];
@@ -197,6 +216,8 @@ const REQUIRED_FIELDS: Record<MessageType, Record<string, FieldKind>> = {
   auth: {},
   ready: {},
   setup: { code: 'object', slots: 'number' },
+  'need-bundle': { hash: 'string' },
+  bundle: { hash: 'string', source: 'bytes' },
   'setup-done': { slots: 'number' },
   'setup-failed': { slot: 'number', error: 'object' },
   jobs: { slot: 'number', batch: 'number', payload: 'bytes' },

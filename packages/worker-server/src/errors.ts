@@ -17,3 +17,17 @@ export class ModuleScopeError extends MapScaleError {
 export class WorkerServerConfigError extends MapScaleError {
   override readonly code = 'MS_INVALID_OPTION';
 }
+
+/**
+ * Results of a job (or of several, answered together) encode to more than a frame may carry. Sent
+ * to the coordinator as those jobs' error, so the job fails and the connection stays up.
+ */
+export class ResultTooLargeError extends MapScaleError {
+  override readonly code = 'MS_RESULT_TOO_LARGE';
+  constructor(readonly size: number, readonly limit: number, readonly jobs: number) {
+    super((jobs === 1
+      ? `the result encodes to a frame of ${size} bytes`
+      : `this job's result and those of the ${jobs - 1} other job(s) answered with it encode to a frame of ${size} bytes`) +
+      `, over the frame limit of ${limit} bytes: return smaller results, or raise --max-frame-bytes on the daemon and maxFrameBytes on the coordinator`);
+  }
+}

@@ -17,7 +17,7 @@ export const PROGRESS = Object.freeze({
 
 /** Daemon main thread → instance thread. */
 export type ToInstance =
-  | { kind: 'init'; code: ShippedCode; flushMs: number; progress: SharedArrayBuffer }
+  | { kind: 'init'; code: ShippedCode; flushMs: number; progress: SharedArrayBuffer; bundlePath?: string }
   | { kind: 'batch'; batch: number; payload: Uint8Array }
   | { kind: 'cancel'; batches: number[] | 'all' }
   | { kind: 'cleanup' };

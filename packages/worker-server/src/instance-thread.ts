@@ -109,7 +109,7 @@ async function handle(message: ToInstance): Promise<void> {
       flushMs = message.flushMs;
       progress = new Int32Array(message.progress);
       try {
-        restored = await restoreWorkFunction(message.code);
+        restored = await restoreWorkFunction(message.code, message.bundlePath);
         await restored.instance.setup?.();
         post({ kind: 'ready' });
       } catch (error) {

@@ -75,8 +75,8 @@ export class WorkerInstance {
   }
 
   /** Restores the work function and runs setup(); resolves to the failure, or null. */
-  async setup(code: ShippedCode, flushMs: number): Promise<SerializedError | null> {
-    const request = this.#request({ kind: 'init', code, flushMs, progress: this.#progress.buffer as SharedArrayBuffer });
+  async setup(code: ShippedCode, flushMs: number, bundlePath?: string): Promise<SerializedError | null> {
+    const request = this.#request({ kind: 'init', code, flushMs, progress: this.#progress.buffer as SharedArrayBuffer, bundlePath });
     this.#setupDone = request;
     const reply = await request;
     if (reply?.kind === 'ready') {

@@ -1,4 +1,6 @@
+import { BlockList, isIP } from 'node:net';
 import { availableParallelism } from 'node:os';
+import { resolve } from 'node:path';
 import { DEFAULT_LIMITS } from '@mapscale/protocol';
 import type { Logger } from 'pino';
 import { WorkerServerConfigError } from './errors.js';
@@ -20,11 +22,39 @@ export interface WorkerServerOptions {
   resultFlushMs?: number;
   /** On SIGTERM/close: how long running jobs may take to finish before cleanup() is forced. */
   stopGraceMs?: number;
+  /** Where work-function bundles are cached; bare imports they leave external resolve from here upwards. */
+  cacheDir?: string;
+  /** Bound of the bundle cache; least recently used bundles are evicted past it. */
+  cacheMaxBytes?: number;
+  /**
+   * Listen on a non-loopback address without a secret. Off: the daemon refuses to start that way,
+   * because anyone who can reach the port could run any code as this user. Logged loudly when on.
+   */
+  insecure?: boolean;
+  /** Serve over TLS. Undefined: plain TCP. */
+  tls?: WorkerServerTlsOptions;
+  /** Connections open at once (any state); one over it is refused at once. */
+  maxConnections?: number;
+  /** Connections still in their handshake (TLS or MapScale) at once; one over it is refused at once. */
+  maxUnauthenticated?: number;
   /** pino logger; the daemon logs through child loggers of it. */
   logger?: Logger;
 }
 
-export type ResolvedWorkerServerOptions = Required<Omit<WorkerServerOptions, 'secret'>> & { secret: string | undefined };
+/** PEM text (the CLI reads it from files). */
+export interface WorkerServerTlsOptions {
+  /** The daemon's certificate (chain). */
+  cert: string | Buffer;
+  /** Its private key. */
+  key: string | Buffer;
+  /** CA certificate(s) for client certificates: when given, every coordinator must present one it signed (mutual TLS). */
+  ca?: string | Buffer | (string | Buffer)[];
+}
+
+export type ResolvedWorkerServerOptions = Required<Omit<WorkerServerOptions, 'secret' | 'tls'>> & {
+  secret: string | undefined;
+  tls: WorkerServerTlsOptions | undefined;
+};
 
 export const DEFAULT_WORKER_SERVER_OPTIONS: Readonly<Omit<ResolvedWorkerServerOptions, 'logger'>> = Object.freeze({
   host: '127.0.0.1',
@@ -35,6 +65,14 @@ export const DEFAULT_WORKER_SERVER_OPTIONS: Readonly<Omit<ResolvedWorkerServerOp
   maxFrameBytes: DEFAULT_LIMITS.maxFrameBytes,
   resultFlushMs: 5,
   stopGraceMs: 10_000,
+  cacheDir: resolve('.mapscale-cache'),
+  cacheMaxBytes: 256 * 1024 * 1024,
+  insecure: false,
+  tls: undefined,
+  // Each connection that authenticates gets its own worker threads: a few hundred is plenty.
+  maxConnections: 256,
+  // Pre-auth buffering is at most one 16 KiB frame per connection: this bounds it to 1 MiB.
+  maxUnauthenticated: 64,
 });
 
 function positiveInteger(name: string, value: number, min = 1): number {
@@ -55,7 +93,49 @@ export function resolveWorkerServerOptions(options: WorkerServerOptions, logger:
   if (merged.secret !== undefined && merged.secret.length === 0) {
     throw new WorkerServerConfigError('option "secret" is empty: give a non-empty secret, or none');
   }
+  positiveInteger('maxConnections', merged.maxConnections);
+  positiveInteger('maxUnauthenticated', merged.maxUnauthenticated);
+  if (merged.maxUnauthenticated > merged.maxConnections) {
+    throw new WorkerServerConfigError(`option "maxUnauthenticated" (${merged.maxUnauthenticated}) must be ≤ "maxConnections" (${merged.maxConnections})`);
+  }
+  if (typeof merged.insecure !== 'boolean') throw new WorkerServerConfigError(`option "insecure" must be a boolean, got ${String(merged.insecure)}`);
+  if (typeof merged.host !== 'string' || merged.host.length === 0) throw new WorkerServerConfigError('option "host" must be a non-empty string');
+  if (merged.tls !== undefined) checkTls(merged.tls);
+  if (merged.secret === undefined && !merged.insecure && !isLoopbackHost(merged.host)) {
+    throw new WorkerServerConfigError(
+      `refusing to listen on ${merged.host} without a secret: anyone who can reach it could run any code as this user. ` +
+      'Give a secret (--secret-file F, or env MAPSCALE_SECRET), listen on loopback (--host 127.0.0.1), ' +
+      'or, on a network you trust entirely, pass --insecure. See SECURITY.md.');
+  }
   return merged;
+}
+
+const LOOPBACK = new BlockList();
+LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
+LOOPBACK.addAddress('::1', 'ipv6');
+
+/**
+ * 127.0.0.0/8, ::1 (also written out, or IPv4-mapped as ::ffff:127.x.y.z) and the name localhost.
+ * Any other name counts as reachable from elsewhere: what it resolves to is not ours to trust.
+ */
+export function isLoopbackHost(host: string): boolean {
+  const bare = host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
+  if (/^localhost\.?$/i.test(bare)) return true;
+  const family = isIP(bare);
+  return family !== 0 && LOOPBACK.check(bare, family === 6 ? 'ipv6' : 'ipv4');
+}
+
+function isPem(value: unknown): boolean {
+  return (typeof value === 'string' || Buffer.isBuffer(value)) && value.length > 0;
+}
+
+function checkTls(tls: WorkerServerTlsOptions): void {
+  if (typeof tls !== 'object' || tls === null) throw new WorkerServerConfigError('option "tls" must be an object { cert, key, ca? }');
+  if (!isPem(tls.cert)) throw new WorkerServerConfigError('option "tls.cert" must be the PEM text of the daemon\'s certificate');
+  if (!isPem(tls.key)) throw new WorkerServerConfigError('option "tls.key" must be the PEM text of the daemon\'s private key');
+  if (tls.ca !== undefined && !(Array.isArray(tls.ca) ? tls.ca.length > 0 && tls.ca.every(isPem) : isPem(tls.ca))) {
+    throw new WorkerServerConfigError('option "tls.ca" must be the PEM text of the CA certificate(s) that sign client certificates');
+  }
 }
 
 function stripUndefined<T extends object>(value: T): Partial<T> {

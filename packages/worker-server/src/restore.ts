@@ -1,3 +1,6 @@
+import { createRequire } from 'node:module';
+import { hostname } from 'node:os';
+import { pathToFileURL } from 'node:url';
 import { createCodec, type ShippedCode } from '@mapscale/protocol';
 import { WorkFunction } from './work-function.js';
 import { ModuleScopeError, RestoreError } from './errors.js';
@@ -17,8 +20,28 @@ export interface RestoredWorkFunction {
 
 const codec = createCodec();
 
-export async function restoreWorkFunction(code: ShippedCode): Promise<RestoredWorkFunction> {
+/** What `import { WorkFunction } from 'mapscale'` means inside a bundle (see the coordinator's bundling). */
+(globalThis as Record<symbol, unknown>)[Symbol.for('mapscale.runtime')] = { WorkFunction };
+
+export async function restoreWorkFunction(code: ShippedCode, bundlePath?: string): Promise<RestoredWorkFunction> {
   switch (code.kind) {
+    case 'bundle': {
+      if (!bundlePath) throw new RestoreError('bundle not available on this daemon');
+      // CommonJS code inside the bundle calls require(); it resolves from the bundle cache's place.
+      (globalThis as { require?: NodeRequire }).require ??= createRequire(bundlePath);
+      let mod: Record<string, unknown>;
+      try {
+        mod = await import(pathToFileURL(bundlePath).href);
+      } catch (error) {
+        const missing = /Cannot find (?:package|module) '([^']+)'/.exec((error as Error).message)?.[1];
+        throw new RestoreError(missing
+          ? `module "${missing}" is not installed on worker host ${hostname()} (the work function's bundle leaves it external: install it where the daemon's bundle cache can resolve it)`
+          : `cannot load the work function's bundle on ${hostname()}: ${(error as Error).message}`, { cause: error });
+      }
+      const cls = mod[code.exportName];
+      if (typeof cls !== 'function') throw new RestoreError(`the bundle has no exported class "${code.exportName}": export the work function class under its own name`);
+      return { instance: instantiate(cls, code.state), byValue: false };
+    }
     case 'function': {
       const fn = evaluate(code.source, [], []);
       if (typeof fn !== 'function') throw new RestoreError('shipped function source did not evaluate to a function');

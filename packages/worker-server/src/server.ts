@@ -1,9 +1,12 @@
-import { createServer, type AddressInfo, type Server } from 'node:net';
+import { createServer as createTcpServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { pino, type Logger } from 'pino';
-import { DEFAULT_LIMITS } from '@mapscale/protocol';
+import { DEFAULT_LIMITS, encodeFrame, encodeMessage } from '@mapscale/protocol';
 import { FramedConnection } from './transport.js';
 import { CoordinatorSession } from './session.js';
-import { resolveWorkerServerOptions, type ResolvedWorkerServerOptions, type WorkerServerOptions } from './options.js';
+import { BundleCache } from './bundle-cache.js';
+import { WorkerServerConfigError } from './errors.js';
+import { isLoopbackHost, resolveWorkerServerOptions, type ResolvedWorkerServerOptions, type WorkerServerOptions } from './options.js';
 
 /** A running daemon. */
 export interface WorkerServer {
@@ -11,12 +14,21 @@ export interface WorkerServer {
   readonly port: number;
   /** "host:port", as coordinators name it. */
   readonly address: string;
-  readonly options: Readonly<Omit<ResolvedWorkerServerOptions, 'logger' | 'secret'>>;
+  readonly options: Readonly<Omit<ResolvedWorkerServerOptions, 'logger' | 'secret' | 'tls'>>;
   /** Sessions currently connected. */
   readonly sessionCount: number;
   /** Stops accepting, runs cleanup() of every live instance, closes every connection. */
   close(): Promise<void>;
 }
+
+/** Session states in which the peer has not proven anything yet. */
+const PRE_AUTH_STATES: ReadonlySet<string> = new Set(['awaiting-hello', 'awaiting-auth']);
+
+/** A refused peer gets this long to read its error frame before the socket is destroyed. */
+const REFUSAL_LINGER_MS = 500;
+
+/** Errors that only mean the client went away mid-handshake: noise, not news. */
+const TLS_HANGUPS: ReadonlySet<string> = new Set(['ECONNRESET', 'EPIPE']);
 
 /** Starts a worker daemon; resolves once it is listening. */
 export async function startWorkerServer(options: WorkerServerOptions = {}): Promise<WorkerServer> {
@@ -24,28 +36,87 @@ export async function startWorkerServer(options: WorkerServerOptions = {}): Prom
   const resolved = resolveWorkerServerOptions(options, rootLogger);
   const log = rootLogger.child({ component: 'worker-server' });
   const sessions = new Set<CoordinatorSession>();
+  const bundles = new BundleCache(resolved.cacheDir, resolved.cacheMaxBytes, rootLogger);
+  /** Every accepted TCP connection until it closes, TLS handshakes included: what the caps count. */
+  const sockets = new Set<Socket>();
   let nextSessionId = 1;
   let closing: Promise<void> | null = null;
 
-  const server: Server = createServer((socket) => {
+  const refusals = {
+    total: refusalFrame(`too many connections: this daemon serves at most ${resolved.maxConnections} at once`),
+    unauthenticated: refusalFrame(`too many connections in their handshake: this daemon allows at most ${resolved.maxUnauthenticated} at once`),
+  };
+
+  /** Which cap a new connection would break, if any. O(sessions), bounded by maxConnections. */
+  const overCap = (): keyof typeof refusals | null => {
+    if (sockets.size >= resolved.maxConnections) return 'total';
+    let authenticated = 0;
+    for (const session of sessions) if (!PRE_AUTH_STATES.has(session.state) && session.state !== 'closed') authenticated++;
+    return sockets.size - authenticated >= resolved.maxUnauthenticated ? 'unauthenticated' : null;
+  };
+
+  const startSession = (socket: Socket) => {
+    const connection = new FramedConnection(socket, DEFAULT_LIMITS.preAuthFrameBytes);
+    const session = new CoordinatorSession(nextSessionId++, connection, resolved, rootLogger.child({ component: 'session' }), bundles);
+    sessions.add(session);
+    void session.ended.then(() => sessions.delete(session));
+  };
+
+  const server: Server = resolved.tls ? createTls(resolved) : createTcpServer();
+  // Runs for the raw TCP socket of every connection, before any byte of it is read (for TLS, its
+  // handshake included), so the caps hold however far a connection gets.
+  server.on('connection', (socket: Socket) => {
+    // Errors of a refused or half-open socket must not become an uncaught exception.
+    socket.on('error', () => {});
     if (closing) {
       socket.destroy();
       return;
     }
-    const connection = new FramedConnection(socket, DEFAULT_LIMITS.preAuthFrameBytes);
-    const session = new CoordinatorSession(nextSessionId++, connection, resolved, rootLogger.child({ component: 'session' }));
-    sessions.add(session);
-    void session.ended.then(() => sessions.delete(session));
+    const cap = overCap();
+    if (cap) {
+      log.warn({ event: 'connection-refused', reason: cap === 'total' ? 'max-connections' : 'max-unauthenticated', peer: `${socket.remoteAddress}:${socket.remotePort}` });
+      if (resolved.tls) {
+        // No plaintext frame can reach a TLS client, and a TLS handshake is what a flood would cost us.
+        socket.destroy();
+      } else {
+        socket.resume();
+        socket.end(refusals[cap]);
+        setTimeout(() => socket.destroy(), REFUSAL_LINGER_MS).unref();
+      }
+      return;
+    }
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+    if (!resolved.tls) startSession(socket);
   });
+  if (resolved.tls) {
+    server.on('secureConnection', (socket: TLSSocket) => {
+      if (closing) socket.destroy();
+      else startSession(socket);
+    });
+    server.on('tlsClientError', (error: NodeJS.ErrnoException, socket: TLSSocket) => {
+      const fields = { event: 'tls-failed', peer: `${socket.remoteAddress}:${socket.remotePort}`, code: error.code, reason: error.message };
+      if (TLS_HANGUPS.has(error.code ?? '')) log.debug(fields);
+      else log.warn(fields);
+      // Node leaves a socket whose handshake timed out open; nothing more can happen on it.
+      socket.destroy();
+    });
+  }
   // Errors of accepted sockets are handled per connection; this is the listening socket.
   server.on('error', (error) => log.error({ event: 'server-error', err: error }));
 
+  if (resolved.insecure) warnInsecure(resolved, log);
   await listen(server, resolved, log);
   const address = server.address() as AddressInfo;
   const host = address.address.includes(':') ? `[${address.address}]` : address.address;
-  log.info({ event: 'listening', host: address.address, port: address.port, workers: resolved.workers, auth: resolved.secret !== undefined });
+  log.info({
+    event: 'listening', host: address.address, port: address.port, workers: resolved.workers, auth: resolved.secret !== undefined,
+    tls: resolved.tls !== undefined, clientCertificates: resolved.tls?.ca !== undefined,
+    maxConnections: resolved.maxConnections, maxUnauthenticated: resolved.maxUnauthenticated,
+  });
 
-  const { logger: _logger, secret: _secret, ...publicOptions } = resolved;
+  // Neither the secret nor the TLS key is ever handed out (or logged) past this point.
+  const { logger: _logger, secret: _secret, tls: _tls, ...publicOptions } = resolved;
   return {
     host: address.address,
     port: address.port,
@@ -59,12 +130,46 @@ export async function startWorkerServer(options: WorkerServerOptions = {}): Prom
         log.info({ event: 'stopping', sessions: sessions.size });
         const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
         await Promise.all([...sessions].map((session) => session.stop(resolved.stopGraceMs)));
+        // What is left never got a session (a TLS handshake under way): nothing to clean up.
+        for (const socket of sockets) socket.destroy();
         await stopped;
         log.info({ event: 'stopped' });
       })();
       return closing;
     },
   };
+}
+
+function refusalFrame(message: string): Buffer {
+  return encodeFrame(encodeMessage({ type: 'error', code: 'MS_TOO_MANY_CONNECTIONS', message }));
+}
+
+function createTls(options: ResolvedWorkerServerOptions): Server {
+  const { cert, key, ca } = options.tls!;
+  try {
+    return createTlsServer({
+      cert, key, ca,
+      // With a CA, a coordinator without a certificate it signed never gets past the TLS handshake.
+      requestCert: ca !== undefined,
+      rejectUnauthorized: ca !== undefined,
+      minVersion: 'TLSv1.2',
+      handshakeTimeout: options.handshakeTimeoutMs,
+    });
+  } catch (error) {
+    // OpenSSL's reason (bad PEM, key not matching the certificate); never the key itself.
+    throw new WorkerServerConfigError(`cannot use the TLS certificate and key: ${(error as Error).message}`, { cause: error });
+  }
+}
+
+function warnInsecure(options: ResolvedWorkerServerOptions, log: Logger): void {
+  if (options.secret === undefined && !isLoopbackHost(options.host)) {
+    log.error({
+      event: 'insecure', host: options.host,
+      reason: 'listening on a non-loopback address without a secret (--insecure): anyone who can reach this port can run any code as this user',
+    });
+  } else {
+    log.warn({ event: 'insecure', host: options.host, reason: '--insecure was given; it changes nothing here (loopback address, or a secret is set)' });
+  }
 }
 
 function listen(server: Server, options: ResolvedWorkerServerOptions, log: Logger): Promise<void> {

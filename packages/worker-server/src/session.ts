@@ -5,17 +5,20 @@ import {
   computeProof, createNonce, localVersions, nodeMismatch, verifyProof, versionMismatch,
   serializeError,
   type AuthMessage, type CancelMessage, type HelloMessage, type JobsMessage, type Message, type SetupMessage, type SerializedError,
-  type ShippedCode,
+  type ShippedCode, type BundleMessage,
 } from '@mapscale/protocol';
 import type { FramedConnection } from './transport.js';
 import { WorkerInstance, type InstanceDeath } from './instance.js';
+import type { BundleCache } from './bundle-cache.js';
 import type { ResolvedWorkerServerOptions } from './options.js';
+import { fitResultsFrame } from './result-frame.js';
 
 /**
  * A session's life. Each state accepts exactly the messages listed in `handle`; anything else
  * is a protocol error that closes this connection and no other.
  */
-type SessionState = 'awaiting-hello' | 'awaiting-auth' | 'authenticated' | 'setting-up' | 'serving' | 'shutting-down' | 'closed';
+type SessionState =
+  | 'awaiting-hello' | 'awaiting-auth' | 'authenticated' | 'awaiting-bundle' | 'setting-up' | 'serving' | 'shutting-down' | 'closed';
 
 class HandshakeTimeoutError extends MapScaleError {
   override readonly code = 'MS_HANDSHAKE_TIMEOUT';
@@ -38,7 +41,11 @@ export class CoordinatorSession {
   #resolveEnded!: () => void;
   #cleanup: Promise<{ slot: number; error: SerializedError }[]> | null = null;
 
-  constructor(id: number, connection: FramedConnection, options: ResolvedWorkerServerOptions, log: Logger) {
+  readonly #bundles: BundleCache;
+  #bundleArrived: ((message: BundleMessage) => void) | null = null;
+
+  constructor(id: number, connection: FramedConnection, options: ResolvedWorkerServerOptions, log: Logger, bundles: BundleCache) {
+    this.#bundles = bundles;
     this.id = id;
     this.#connection = connection;
     this.#options = options;
@@ -85,6 +92,9 @@ export class CoordinatorSession {
         return;
       case 'setup':
         if (this.#expect('authenticated', message)) void this.#onSetup(message);
+        return;
+      case 'bundle':
+        if (this.#expect('awaiting-bundle', message)) this.#bundleArrived?.(message);
         return;
       case 'jobs':
         if (this.#expect('serving', message)) this.#onJobs(message);
@@ -166,9 +176,17 @@ export class CoordinatorSession {
     this.#state = 'setting-up';
     this.#code = message.code;
     this.#forwardOutput = message.forwardOutput === true;
+    if (message.code.kind === 'bundle') {
+      try {
+        this.#bundlePath = await this.#fetchBundle(message.code.hash);
+      } catch (error) {
+        return this.#fail(error instanceof MapScaleError ? error : new ProtocolError(`cannot store the bundle: ${(error as Error).message}`));
+      }
+      if (this.#state !== 'setting-up') return;
+    }
     const slots = Math.min(Math.max(1, Math.floor(message.slots) || this.#options.workers), this.#options.workers);
     this.#instances = Array.from({ length: slots }, (_, slot) => this.#createInstance(slot));
-    const failures = await Promise.all(this.#instances.map((instance) => instance.setup(message.code, this.#options.resultFlushMs)));
+    const failures = await Promise.all(this.#instances.map((instance) => instance.setup(message.code, this.#options.resultFlushMs, this.#bundlePath)));
     if (this.#state !== 'setting-up') return;
     const failed = failures.findIndex((failure) => failure !== null);
     if (failed >= 0) {
@@ -182,12 +200,33 @@ export class CoordinatorSession {
     this.#connection.send({ type: 'setup-done', slots });
   }
 
+  #bundlePath: string | undefined;
+
+  /** The bundle from the cache, or from the coordinator when the cache lacks it. */
+  async #fetchBundle(hash: string): Promise<string> {
+    const path = this.#bundles.path(hash);
+    if (await this.#bundles.has(hash)) {
+      this.#log.info({ event: 'bundle-cached', hash });
+      return path;
+    }
+    this.#state = 'awaiting-bundle';
+    const arrived = new Promise<BundleMessage>((resolve) => (this.#bundleArrived = resolve));
+    this.#connection.send({ type: 'need-bundle', hash });
+    const bundle = await arrived;
+    this.#bundleArrived = null;
+    if (bundle.hash !== hash) throw new ProtocolError(`sent bundle ${bundle.hash.slice(0, 12)}… instead of ${hash.slice(0, 12)}…`);
+    await this.#bundles.put(hash, bundle.source);
+    this.#log.info({ event: 'bundle-received', hash, bytes: bundle.source.length });
+    this.#state = 'setting-up';
+    return path;
+  }
+
   #createInstance(slot: number): WorkerInstance {
     return new WorkerInstance(
       slot,
-      (s, r) => this.#connection.send({
+      (s, r) => this.#connection.send(fitResultsFrame({
         type: 'results', slot: s, batch: r.batch, offset: r.offset, payload: r.payload, errors: r.errors, busyMs: r.busyMs, final: r.final,
-      }),
+      }, this.#options.maxFrameBytes)),
       (s, death) => void this.#onInstanceDeath(s, death),
       (s, output) => {
         // Always in the daemon's own log; to the coordinator too when it asked.
@@ -215,7 +254,7 @@ export class CoordinatorSession {
     });
     const replacement = this.#createInstance(slot);
     this.#instances[slot] = replacement;
-    const failure = await replacement.setup(this.#code!, this.#options.resultFlushMs);
+    const failure = await replacement.setup(this.#code!, this.#options.resultFlushMs, this.#bundlePath);
     if (this.#state !== 'serving' || this.#instances[slot] !== replacement) return;
     if (failure) {
       this.#log.error({ event: 'instance-replacement-failed', slot, error: failure });
