@@ -61,6 +61,17 @@ export interface SetupMessage {
   forwardOutput?: boolean;
 }
 
+/** Client → daemon, after the handshake and instead of setup: report your status, then close. */
+export interface StatusRequestMessage {
+  type: 'status-request';
+}
+
+/** Daemon → client: version, uptime, capacity and counters (see the daemon's DaemonStats). */
+export interface StatusMessage {
+  type: 'status';
+  status: Record<string, unknown>;
+}
+
 /** Daemon → coordinator: its bundle cache lacks this hash; send the bytes. */
 export interface NeedBundleMessage {
   type: 'need-bundle';
@@ -201,9 +212,9 @@ export interface ErrorMessage {
 }
 
 export type CoordinatorMessage =
-  | HelloMessage | AuthMessage | SetupMessage | BundleMessage | JobsMessage | CancelMessage | PingMessage | ShutdownMessage | ErrorMessage;
+  | HelloMessage | AuthMessage | SetupMessage | StatusRequestMessage | BundleMessage | JobsMessage | CancelMessage | PingMessage | ShutdownMessage | ErrorMessage;
 export type DaemonMessage =
-  | WelcomeMessage | ReadyMessage | NeedBundleMessage | SetupDoneMessage | SetupFailedMessage | ResultsMessage | PongMessage | OutputMessage
+  | WelcomeMessage | ReadyMessage | StatusMessage | NeedBundleMessage | SetupDoneMessage | SetupFailedMessage | ResultsMessage | PongMessage | OutputMessage
   | SlotLostMessage | SlotReadyMessage | SlotFailedMessage | GoodbyeMessage | ShutdownDoneMessage | ErrorMessage;
 export type Message = CoordinatorMessage | DaemonMessage;
 export type MessageType = Message['type'];
@@ -216,6 +227,8 @@ const REQUIRED_FIELDS: Record<MessageType, Record<string, FieldKind>> = {
   auth: {},
   ready: {},
   setup: { code: 'object', slots: 'number' },
+  'status-request': {},
+  status: { status: 'object' },
   'need-bundle': { hash: 'string' },
   bundle: { hash: 'string', source: 'bytes' },
   'setup-done': { slots: 'number' },

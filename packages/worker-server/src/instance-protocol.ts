@@ -26,6 +26,6 @@ export type ToInstance =
 export type FromInstance =
   | { kind: 'ready' }
   | { kind: 'setup-failed'; error: SerializedError }
-  | { kind: 'results'; batch: number; offset: number; payload: Uint8Array; errors?: [number, SerializedError][]; busyMs: number; final: boolean }
+  | { kind: 'results'; batch: number; offset: number; count: number; payload: Uint8Array; errors?: [number, SerializedError][]; busyMs: number; final: boolean }
   | { kind: 'cleaned'; error?: SerializedError }
   | { kind: 'output'; stream: 'stdout' | 'stderr'; text: string; phase: 'setup' | 'call' | 'cleanup'; batch?: number; jobOffset?: number };

@@ -71,7 +71,7 @@ async function runBatch(batch: number, payload: Uint8Array): Promise<void> {
   const flush = (final: boolean) => {
     const now = performance.now();
     const bytes = packResults(values);
-    post({ kind: 'results', batch, offset, payload: bytes, errors, busyMs: now - sliceStart, final }, [bytes.buffer as ArrayBuffer]);
+    post({ kind: 'results', batch, offset, count: values.length, payload: bytes, errors, busyMs: now - sliceStart, final }, [bytes.buffer as ArrayBuffer]);
     offset += values.length;
     values = [];
     errors = undefined;

@@ -5,6 +5,7 @@ import { DEFAULT_LIMITS, encodeFrame, encodeMessage } from '@mapscale/protocol';
 import { FramedConnection } from './transport.js';
 import { CoordinatorSession } from './session.js';
 import { BundleCache } from './bundle-cache.js';
+import { DaemonStats } from './daemon-stats.js';
 import { WorkerServerConfigError } from './errors.js';
 import { isLoopbackHost, resolveWorkerServerOptions, type ResolvedWorkerServerOptions, type WorkerServerOptions } from './options.js';
 
@@ -37,6 +38,7 @@ export async function startWorkerServer(options: WorkerServerOptions = {}): Prom
   const log = rootLogger.child({ component: 'worker-server' });
   const sessions = new Set<CoordinatorSession>();
   const bundles = new BundleCache(resolved.cacheDir, resolved.cacheMaxBytes, rootLogger);
+  const stats = new DaemonStats();
   /** Every accepted TCP connection until it closes, TLS handshakes included: what the caps count. */
   const sockets = new Set<Socket>();
   let nextSessionId = 1;
@@ -57,9 +59,14 @@ export async function startWorkerServer(options: WorkerServerOptions = {}): Prom
 
   const startSession = (socket: Socket) => {
     const connection = new FramedConnection(socket, DEFAULT_LIMITS.preAuthFrameBytes);
-    const session = new CoordinatorSession(nextSessionId++, connection, resolved, rootLogger.child({ component: 'session' }), bundles);
+    const session = new CoordinatorSession(nextSessionId++, connection, resolved, rootLogger.child({ component: 'session' }), bundles, stats);
     sessions.add(session);
-    void session.ended.then(() => sessions.delete(session));
+    stats.sessionsTotal++;
+    stats.sessionsOpen++;
+    void session.ended.then(() => {
+      sessions.delete(session);
+      stats.sessionsOpen--;
+    });
   };
 
   const server: Server = resolved.tls ? createTls(resolved) : createTcpServer();

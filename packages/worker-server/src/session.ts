@@ -10,6 +10,7 @@ import {
 import type { FramedConnection } from './transport.js';
 import { WorkerInstance, type InstanceDeath } from './instance.js';
 import type { BundleCache } from './bundle-cache.js';
+import type { DaemonStats } from './daemon-stats.js';
 import type { ResolvedWorkerServerOptions } from './options.js';
 import { fitResultsFrame } from './result-frame.js';
 
@@ -44,8 +45,11 @@ export class CoordinatorSession {
   readonly #bundles: BundleCache;
   #bundleArrived: ((message: BundleMessage) => void) | null = null;
 
-  constructor(id: number, connection: FramedConnection, options: ResolvedWorkerServerOptions, log: Logger, bundles: BundleCache) {
+  readonly #stats: DaemonStats;
+
+  constructor(id: number, connection: FramedConnection, options: ResolvedWorkerServerOptions, log: Logger, bundles: BundleCache, stats: DaemonStats) {
     this.#bundles = bundles;
+    this.#stats = stats;
     this.id = id;
     this.#connection = connection;
     this.#options = options;
@@ -92,6 +96,12 @@ export class CoordinatorSession {
         return;
       case 'setup':
         if (this.#expect('authenticated', message)) void this.#onSetup(message);
+        return;
+      case 'status-request':
+        if (this.#expect('authenticated', message)) {
+          this.#connection.send({ type: 'status', status: { ...this.#stats.snapshot(this.#options.workers) } });
+          this.#connection.end();
+        }
         return;
       case 'bundle':
         if (this.#expect('awaiting-bundle', message)) this.#bundleArrived?.(message);
@@ -202,6 +212,11 @@ export class CoordinatorSession {
 
   #bundlePath: string | undefined;
 
+  #countResults(count: number, errors: number): void {
+    this.#stats.jobsDone += count;
+    this.#stats.jobErrors += errors;
+  }
+
   /** The bundle from the cache, or from the coordinator when the cache lacks it. */
   async #fetchBundle(hash: string): Promise<string> {
     const path = this.#bundles.path(hash);
@@ -224,9 +239,12 @@ export class CoordinatorSession {
   #createInstance(slot: number): WorkerInstance {
     return new WorkerInstance(
       slot,
-      (s, r) => this.#connection.send(fitResultsFrame({
-        type: 'results', slot: s, batch: r.batch, offset: r.offset, payload: r.payload, errors: r.errors, busyMs: r.busyMs, final: r.final,
-      }, this.#options.maxFrameBytes)),
+      (s, r) => {
+        this.#countResults(r.count, r.errors?.length ?? 0);
+        this.#connection.send(fitResultsFrame({
+          type: 'results', slot: s, batch: r.batch, offset: r.offset, payload: r.payload, errors: r.errors, busyMs: r.busyMs, final: r.final,
+        }, this.#options.maxFrameBytes));
+      },
       (s, death) => void this.#onInstanceDeath(s, death),
       (s, output) => {
         // Always in the daemon's own log; to the coordinator too when it asked.
@@ -246,6 +264,7 @@ export class CoordinatorSession {
    */
   async #onInstanceDeath(slot: number, death: InstanceDeath): Promise<void> {
     if (this.#state !== 'serving' && this.#state !== 'setting-up') return;
+    this.#stats.instanceDeaths++;
     this.#log.warn({ event: 'instance-died', slot, reason: death.reason, batch: death.batch, jobOffset: death.jobOffset, err: death.error });
     if (this.#state === 'setting-up') return; // its setup() reply reports the failure
     this.#connection.send({
@@ -309,6 +328,7 @@ export class CoordinatorSession {
   async #onClose(error: MapScaleError | undefined): Promise<void> {
     clearTimeout(this.#handshakeTimer);
     this.#state = 'closed';
+    if (error instanceof ProtocolError) this.#stats.protocolErrors++;
     if (error) this.#log.warn({ event: 'disconnected', code: error.code, reason: error.message });
     else this.#log.debug({ event: 'disconnected' });
     // A coordinator that went away without shutdown still gets its instances' cleanup() run,
