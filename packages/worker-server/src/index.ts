@@ -3,5 +3,7 @@ export { DEFAULT_WORKER_SERVER_OPTIONS, type WorkerServerOptions } from './optio
 export { WorkFunction, isWorkFunctionBase, WORK_FUNCTION_BASE } from './work-function.js';
 export { FramedConnection } from './transport.js';
 export { RestoreError, ModuleScopeError, WorkerServerConfigError } from './errors.js';
-/** Path of the daemon's CLI entry, for coordinators that start local daemons. */
+/** Path of the daemon's CLI entry. */
 export const WORKER_CLI_PATH = new URL('./cli.js', import.meta.url);
+/** Path of the lean entry coordinators start local daemons with: `node LOCAL_DAEMON_PATH <instances>`. */
+export const LOCAL_DAEMON_PATH = new URL('./local-entry.js', import.meta.url);
