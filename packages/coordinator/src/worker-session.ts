@@ -2,8 +2,7 @@ import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import {
   AuthenticationError, ConnectError, ConnectionClosedError, DEFAULT_LIMITS, MapScaleError, ProtocolError,
-  ProtocolVersionError, RemoteProtocolError, computeProof, createNonce, deserializeError, localVersions,
-  nodeMismatch, verifyProof, versionMismatch,
+  ProtocolVersionError, RemoteProtocolError, clientHandshake, deserializeError,
   type DaemonMessage, type Message, type ResultsMessage, type SerializedError, type ShippedCode, type WelcomeMessage,
   type SlotLostMessage, type OutputMessage,
 } from '@mapscale/protocol';
@@ -132,27 +131,11 @@ export class WorkerSession extends EventEmitter<WorkerSessionEvents> {
   }
 
   async #handshake(connection: FramedConnection): Promise<void> {
-    const secret = this.#options.secret;
-    const nonce = createNonce();
-    const local = localVersions();
-    connection.send({ type: 'hello', ...local, nonce });
-    const welcome = (await this.#reply((m) => m.type === 'welcome')) as WelcomeMessage;
-    const mismatch = versionMismatch(local, welcome);
-    if (mismatch) throw new ProtocolVersionError(`daemon ${this.address.label}: ${mismatch}`);
-    const nodeDiff = nodeMismatch(local, welcome);
-    if (nodeDiff) this.#log.warn({ event: 'node-version-differs', detail: nodeDiff });
-    if (welcome.authRequired && secret === undefined) {
-      throw new AuthenticationError(`daemon ${this.address.label} requires a secret: set MAPSCALE_SECRET or the "secret" option`);
-    }
-    if (secret !== undefined) {
-      // The daemon proves it holds the secret too, so a rogue daemon cannot collect jobs.
-      if (!welcome.authRequired || !verifyProof(computeProof(secret, 'daemon', nonce, welcome.nonce), welcome.proof)) {
-        throw new AuthenticationError(`daemon ${this.address.label} did not prove it holds the secret; refusing to send it work`);
-      }
-    }
-    this.#welcome = welcome;
-    connection.send({ type: 'auth', proof: secret === undefined ? undefined : computeProof(secret, 'coordinator', nonce, welcome.nonce) });
-    await this.#reply((m) => m.type === 'ready');
+    this.#welcome = await clientHandshake({
+      send: (message) => connection.send(message),
+      receive: (accept) => this.#reply(accept),
+      warn: (detail) => this.#log.warn({ event: 'node-version-differs', detail }),
+    }, this.#options.secret, this.address.label);
     connection.maxFrameBytes = this.#options.maxFrameBytes ?? DEFAULT_LIMITS.maxFrameBytes;
   }
 

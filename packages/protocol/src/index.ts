@@ -6,3 +6,4 @@ export * from './frame.js';
 export * from './messages.js';
 export * from './message-codec.js';
 export * from './handshake.js';
+export * from './client-handshake.js';

@@ -7,6 +7,12 @@ import { startWorkerServer } from './server.js';
 import { DEFAULT_WORKER_SERVER_OPTIONS as D } from './options.js';
 import { WorkerServerConfigError } from './errors.js';
 
+// `mapscale-worker status host:port` is a client of a running daemon, not a daemon.
+if (hideBin(process.argv)[0] === 'status') {
+  const { runStatusCommand } = await import('./status-command.js');
+  process.exit(await runStatusCommand(hideBin(process.argv).slice(1)));
+}
+
 const argv = yargs(hideBin(process.argv))
   .scriptName('mapscale-worker')
   .usage('$0 [options]\n\nRuns a MapScale worker daemon: coordinators connect over TCP and map jobs over its worker instances.')
@@ -27,6 +33,7 @@ const argv = yargs(hideBin(process.argv))
   .option('cache-max-bytes', { type: 'number', default: D.cacheMaxBytes, describe: 'bound of the bundle cache; least recently used bundles go first' })
   .option('stop-grace-ms', { type: 'number', default: D.stopGraceMs, describe: 'on SIGTERM, how long running jobs may finish before cleanup' })
   .option('exit-with-parent', { type: 'boolean', default: false, hidden: true, describe: 'stop when stdin closes (for daemons a coordinator starts)' })
+  .epilogue('Status of a running daemon: mapscale-worker status host:port [--secret-file F] [--tls-ca F] [--json]')
   .version(MAPSCALE_VERSION)
   .strict()
   .parseSync();

@@ -7,3 +7,5 @@ export { RestoreError, ModuleScopeError, WorkerServerConfigError } from './error
 export const WORKER_CLI_PATH = new URL('./cli.js', import.meta.url);
 /** Path of the lean entry coordinators start local daemons with: `node LOCAL_DAEMON_PATH <instances>`. */
 export const LOCAL_DAEMON_PATH = new URL('./local-entry.js', import.meta.url);
+export { queryDaemonStatus, type StatusQuery } from './status-client.js';
+export type { DaemonStatus } from './daemon-stats.js';

@@ -1,7 +1,8 @@
 import { EventEmitter } from 'node:events';
-import type { Socket } from 'node:net';
+import { connect as netConnect, isIP, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import {
-  ConnectionClosedError, FrameDecoder, MapScaleError, ProtocolError,
+  ConnectError, ConnectionClosedError, FrameDecoder, MapScaleError, ProtocolError,
   decodeMessage, encodeMessage, frameHeader, type Message,
 } from '@mapscale/protocol';
 
@@ -108,4 +109,29 @@ export class FramedConnection extends EventEmitter<FramedConnectionEvents> {
     this.#socket.removeAllListeners('data');
     this.emit('close', this.#closeError);
   }
+}
+
+/** For tools that talk to a daemon as a client (`mapscale-worker status`): a socket, up within a deadline. */
+export function dialDaemon(
+  host: string, port: number, timeoutMs: number, maxFrameBytes: number,
+  tls?: { ca?: string; cert?: string; key?: string; servername?: string },
+): Promise<FramedConnection> {
+  return new Promise((resolve, reject) => {
+    const socket: Socket = tls
+      ? tlsConnect({ host, port, ca: tls.ca, cert: tls.cert, key: tls.key, servername: tls.servername ?? (isIP(host) ? undefined : host), minVersion: 'TLSv1.2' })
+      : netConnect({ host, port });
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new ConnectError(`could not connect to ${host}:${port} within ${timeoutMs} ms`));
+    }, timeoutMs).unref();
+    socket.once('error', (error) => {
+      clearTimeout(timer);
+      reject(new ConnectError(`could not connect to ${host}:${port}: ${error.message}`, { cause: error }));
+    });
+    socket.once(tls ? 'secureConnect' : 'connect', () => {
+      clearTimeout(timer);
+      socket.removeAllListeners('error');
+      resolve(new FramedConnection(socket, maxFrameBytes));
+    });
+  });
 }
