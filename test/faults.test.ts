@@ -249,3 +249,18 @@ describe('fault tolerance', () => {
     }
   });
 });
+
+describe('cancellation while workers start', () => {
+  it('honours an AbortSignal that fires before the workers are up (regression: the map used to run to the end)', async () => {
+    const mapper = new Processor(new FaultyWork(), 2);
+    try {
+      const controller = new AbortController();
+      const running = mapper.map(jobs(3), { signal: controller.signal });
+      setTimeout(() => controller.abort(new Error('changed my mind')), 5);
+      const error = await running.then(() => null, (e: unknown) => e);
+      expect(error).to.be.instanceOf(AbortError);
+    } finally {
+      await mapper.shutdown();
+    }
+  });
+});

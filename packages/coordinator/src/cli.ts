@@ -38,19 +38,21 @@ function runOptions(y: Argv) {
   return y
     .usage('$0 run --module FILE [--export NAME] [--args JSON] [--workers N | --connect HOST:PORT,…] [--jobs FILE]\n\n' +
       'Reads jobs as JSON lines (one JSON value per line, blank lines skipped) from --jobs or stdin, maps them over the ' +
-      'workers and prints one JSON line per job to stdout, in job order. Values JSON cannot carry are printed as: BigInt → ' +
-      'decimal string, Map → [[key, value], …], Set and typed arrays (Buffer too) → arrays, Date → ISO string, ' +
-      'undefined → null.\n\nExit codes: 0 every job succeeded; 1 a job failed (with --settle: after printing every job) or the ' +
-      'map could not run (workers unreachable, setup failed); 2 bad usage, a module or export that cannot be used, or a ' +
-      'malformed jobs line; 130/143 stopped by SIGINT/SIGTERM (a second signal exits at once).')
+      'workers and prints one JSON line per job to stdout, in job order.')
+    .epilogue('Values JSON cannot carry are printed as: BigInt → decimal string, Map → [[key, value], …], Set and typed ' +
+      'arrays (Buffer too) → arrays, Date → ISO string, undefined and NaN → null.\n\n' +
+      'Exit codes: 0 every job succeeded; 1 a job failed (with --settle: after every job was printed) or the map could ' +
+      'not run (daemon unreachable, setup failed); 2 bad usage, a module or export that cannot be used, or a malformed ' +
+      'jobs line; 130/143 stopped by SIGINT/SIGTERM (a second one exits without waiting for cleanup); 141 stdout was closed.\n\n' +
+      'Example: seq 100 | mapscale run -m ./work.js -e Power --args \'[2]\' -c hostA:7100,hostB:7100 --secret-file ./secret')
     .option('module', { alias: 'm', type: 'string', demandOption: true, describe: 'the work module: a path (relative to the current directory) or a file: URL' })
     .option('export', { alias: 'e', type: 'string', default: 'default', describe: 'the export to run: a WorkFunction subclass (constructed with --args), a WorkFunction instance, or a plain function (job) => result' })
-    .option('args', { type: 'string', default: '[]', describe: 'constructor arguments for a WorkFunction subclass, as a JSON array' })
+    .option('args', { type: 'string', nargs: 1, default: '[]', describe: 'constructor arguments for a WorkFunction subclass, as a JSON array' })
     .option('workers', { alias: 'w', type: 'number', describe: 'worker instances to start on this host (one local daemon, stopped at the end)', defaultDescription: 'the CPU count, unless --connect is given' })
     .option('connect', { alias: 'c', type: 'string', array: true, describe: 'daemon addresses host:port, comma-separated or repeated; with --workers, the pool mixes both' })
-    .option('jobs', { alias: 'j', type: 'string', describe: 'JSON-lines file of jobs; "-" reads stdin', defaultDescription: 'stdin, unless it is a terminal' })
+    .option('jobs', { alias: 'j', type: 'string', nargs: 1, describe: 'JSON-lines file of jobs; "-" reads stdin', defaultDescription: 'stdin, unless it is a terminal' })
     .option('secret-file', { type: 'string', describe: 'file holding the daemons\' shared secret', defaultDescription: 'env MAPSCALE_SECRET' })
-    .option('settle', { type: 'boolean', default: false, describe: 'do not stop at a failed job: print {"status":"fulfilled","value":…} or {"status":"rejected","reason":{"name","message","code","jobIndex"}} for each job' })
+    .option('settle', { type: 'boolean', default: false, describe: 'do not stop at a failed job: print {"status":"fulfilled","value":…} or {"status":"rejected","reason":{"name":…,"message":…,"code":…,"jobIndex":…}} for each job' })
     .option('unordered', { type: 'boolean', default: false, describe: 'print results as they finish, not in job order; lines carry no job index (put an id in the job and return it if you need one)' })
     .option('job-timeout-ms', { type: 'number', describe: 'time limit per job; a job over it fails with MS_JOB_TIMEOUT', defaultDescription: 'none' })
     .option('chunk-size', { type: 'number', describe: 'jobs per batch sent to a worker', defaultDescription: 'adaptive' })
@@ -59,9 +61,7 @@ function runOptions(y: Argv) {
     .option('window', { type: 'number', default: D.window, describe: 'jobs read or in flight ahead of the oldest unanswered one (bounds memory)' })
     .option('worker-output', { type: 'string', choices: ['stderr', 'logger', 'off'] as const, default: D.workerOutput, describe: 'where console output of the work function on workers goes' })
     .option('progress', { type: 'boolean', describe: 'progress bar on stderr (--no-progress: never)', defaultDescription: 'when stderr is a terminal and stdout is not' })
-    .option('log-level', { type: 'string', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const, default: 'warn', describe: 'MapScale\'s own log (JSON lines on stderr)' })
-    .example('$0 run -m ./work.js -e Power --args \'[2]\' -w 4 --jobs jobs.jsonl > results.jsonl', 'four local workers')
-    .example('seq 100 | $0 run -m ./work.js -e Power --args \'[2]\' -c hostA:7100,hostB:7100 --secret-file ~/.mapscale-secret', 'two daemons, jobs from stdin');
+    .option('log-level', { type: 'string', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const, default: 'warn', describe: 'MapScale\'s own log (JSON lines on stderr)' });
 }
 
 type RunArgv = ReturnType<ReturnType<typeof runOptions>['parseSync']>;
@@ -370,8 +370,8 @@ function onSignal(signal: NodeJS.Signals): void {
     process.exit(exitCode);
   }
   stopReason = { exitCode };
-  process.stderr.write(`mapscale: ${signal}: stopping and cleaning up the workers (${signal} again to exit at once)\n`);
   stopRun();
+  process.stderr.write(`mapscale: ${signal}: stopping and cleaning up the workers (${signal} again to exit at once)\n`);
 }
 
 async function run(argv: RunArgv): Promise<number> {
@@ -389,26 +389,28 @@ async function run(argv: RunArgv): Promise<number> {
     throw error;
   }
   const writer = new ResultWriter(process.stdout);
+  const progress = progressDisplay(argv.progress);
   const abort = new AbortController();
   stopRun = () => {
+    // The bar first, so the messages that follow start on a line of their own.
+    progress?.stop();
     abort.abort(new Error('stopped by the user'));
     // Forced: a map still waiting for its workers to start ends too.
     mapper.shutdown({ force: true }).catch(() => {});
   };
   process.stdout.on('error', (error: NodeJS.ErrnoException) => {
     writer.closed = true;
-    if (error.code !== 'EPIPE') process.stderr.write(`mapscale: cannot write results: ${error.message}\n`);
     stopReason ??= { exitCode: error.code === 'EPIPE' ? EXIT_OUTPUT_CLOSED : EXIT_FAILED };
     stopRun();
+    if (error.code !== 'EPIPE') process.stderr.write(`mapscale: cannot write results: ${error.message}\n`);
   });
   if (stoppedWith() !== undefined) stopRun();
 
-  const progress = progressDisplay(argv.progress);
   const mapOptions = { signal: abort.signal, onProgress: progress ? (p: MapProgress) => progress.update(p) : undefined };
   const results = argv.settle
     ? (argv.unordered ? mapper.imapUnordered(input.jobs, { ...mapOptions, settle: true }) : mapper.imap(input.jobs, { ...mapOptions, settle: true }))
     : (argv.unordered ? mapper.imapUnordered(input.jobs, mapOptions) : mapper.imap(input.jobs, mapOptions));
-  let exitCode = EXIT_OK;
+  let failure: unknown;
   let rejected = 0;
   try {
     for await (const result of results) {
@@ -423,27 +425,27 @@ async function run(argv: RunArgv): Promise<number> {
       const behind = writer.push(line);
       if (behind) await behind;
     }
-    if (rejected > 0) {
-      process.stderr.write(`mapscale: ${rejected} job(s) failed; each is a "rejected" line on stdout\n`);
-      exitCode = EXIT_FAILED;
-    }
   } catch (error) {
-    if (stoppedWith() === undefined) {
-      const badInput = findCause(error, JobsInputError);
-      process.stderr.write(describeError(badInput ?? error));
-      exitCode = badInput ? EXIT_USAGE : EXIT_FAILED;
-    }
-  } finally {
-    progress?.stop();
-    input.close();
-    try {
-      await mapper.shutdown();
-    } catch (error) {
-      process.stderr.write(describeError(error));
-      if (exitCode === EXIT_OK) exitCode = EXIT_FAILED;
-    }
+    failure = error;
   }
+  progress?.stop();
+  input.close();
   writer.end();
+  let exitCode = EXIT_OK;
+  if (failure !== undefined && stoppedWith() === undefined) {
+    const badInput = findCause(failure, JobsInputError);
+    process.stderr.write(describeError(badInput ?? failure));
+    exitCode = badInput ? EXIT_USAGE : EXIT_FAILED;
+  } else if (rejected > 0) {
+    process.stderr.write(`mapscale: ${rejected} job(s) failed; each is a "rejected" line on stdout\n`);
+    exitCode = EXIT_FAILED;
+  }
+  try {
+    await mapper.shutdown();
+  } catch (error) {
+    process.stderr.write(describeError(error));
+    if (exitCode === EXIT_OK) exitCode = EXIT_FAILED;
+  }
   return stoppedWith() ?? exitCode;
 }
 

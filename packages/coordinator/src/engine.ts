@@ -551,6 +551,8 @@ export class Engine {
     if (request.signal?.aborted) throw new AbortError('the map was aborted before it started', { cause: request.signal.reason });
     await this.#ready;
     if (this.#forced) throw new ProcessorClosedError('the Processor was shut down while this map waited to start');
+    // The signal may have fired while the workers were starting: no listener was there to see it.
+    if (request.signal?.aborted) throw new AbortError('the map was aborted before it started', { cause: request.signal.reason });
     if (this.#slots.size === 0 && this.#recovering === 0) throw new NoWorkersError(this.#lost);
     const options = {
       settle: request.settle,

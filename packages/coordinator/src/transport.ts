@@ -109,19 +109,20 @@ function tlsFailure(address: DaemonAddress, error: Error | undefined, what: stri
 /**
  * Turns a handshake failure that is really a TLS problem into a TLSError naming the daemon:
  * with `tls`, a connection that failed on a TLS error (a daemon rejects a client certificate
- * only after this side's handshake looks done); without, a daemon that answered with a TLS
- * record, or closed without a word before its welcome, as a TLS daemon does to plain bytes.
+ * only after this side's TLS handshake looks done); without, a daemon that answered with a TLS
+ * record, or closed without a word during the handshake, as a TLS daemon does to plain bytes.
  * Anything else is returned as it is.
  */
-export function explainHandshakeFailure(error: unknown, address: DaemonAddress, tls: boolean, welcomed: boolean): unknown {
-  const closedEarly = !welcomed && error instanceof ConnectionClosedError && !(error instanceof ConnectError);
+export function explainHandshakeFailure(error: unknown, address: DaemonAddress, tls: boolean, handshakeDone: boolean): unknown {
+  // A daemon refuses with an error frame: a close without one, mid-handshake, is the transport's doing.
+  const closedEarly = !handshakeDone && error instanceof ConnectionClosedError && !(error instanceof ConnectError);
   if (tls) {
     const cause = tlsCause(error);
     if (cause) return new TLSError(address.label, `TLS with daemon ${address.label} failed: ${cause.message} (${tlsHint(cause.code)})`, { cause });
     // A MapScale refusal comes as an error frame; a TLS daemon that rejects a client certificate
     // after this side's handshake is done may just close.
     if (closedEarly) {
-      return new TLSError(address.label, `daemon ${address.label} closed the TLS connection before its welcome: ` +
+      return new TLSError(address.label, `daemon ${address.label} closed the TLS connection during the handshake: ` +
         'it may not accept this coordinator\'s client certificate (tls.cert, tls.key), or it is over its connection limit', { cause: error });
     }
     return error;
@@ -131,7 +132,7 @@ export function explainHandshakeFailure(error: unknown, address: DaemonAddress, 
     return new TLSError(address.label, `daemon ${address.label} answered with TLS: set the "tls" option to connect to it`, { cause: error });
   }
   if (closedEarly) {
-    return new ConnectError(`daemon ${address.label} closed the connection before its welcome; ` +
+    return new ConnectError(`daemon ${address.label} closed the connection during the handshake; ` +
       'if it serves TLS (--tls-cert), set the "tls" option', { cause: error });
   }
   return error;

@@ -1,0 +1,161 @@
+import { median } from './measure.js';
+import {
+  CONTENDER_IDS, CONTENDER_LABELS, MAPSCALE_IDS, PEER_IDS, TARGETS,
+  type ContenderId, type Sizes, type WorkloadId, type WorkloadSpec,
+} from './workloads.js';
+
+/** Per run, in run order; undefined where that run's measurement failed or was not made. */
+export type Series = (number | undefined)[];
+
+export interface BenchResults {
+  values: Record<WorkloadId, Partial<Record<ContenderId, Series>>>;
+  /** W1: this (parent) process's CPU seconds per million jobs, for contenders whose workers run elsewhere. */
+  w1Cpu: Partial<Record<ContenderId, Series>>;
+  capacity: { jobsPerSecond: Series; cpuPerMillion: Series } | null;
+  failures: string[];
+}
+
+export interface ReportMeta {
+  date: string;
+  code: string;
+  node: string;
+  cpus: number;
+  cpuModel: string;
+  memoryGiB: number;
+  runs: number;
+  quick: boolean;
+  sizes: Sizes;
+  spinIterations: number;
+  serialJobMs: number | undefined;
+  workloads: WorkloadId[];
+  /** 1-minute load average before and after the run: other work on the machine skews every figure. */
+  loadBefore: number;
+  loadAfter: number;
+}
+
+const present = (series: Series | undefined): number[] => (series ?? []).filter((v): v is number => v !== undefined && Number.isFinite(v));
+
+/** Median of per-run ratios: both figures of each ratio come from the same run, as the issue asks. */
+function ratio(a: Series | undefined, b: Series | undefined): number | undefined {
+  if (!a || !b) return undefined;
+  const ratios: number[] = [];
+  for (let r = 0; r < a.length; r++) {
+    const x = a[r];
+    const y = b[r];
+    if (x !== undefined && y !== undefined && y > 0) ratios.push(x / y);
+  }
+  return median(ratios);
+}
+
+function formatValue(workload: WorkloadId | 'cpu' | 'capacity', v: number): string {
+  switch (workload) {
+    case 'w1':
+    case 'capacity':
+      return v >= 1e6 ? `${(v / 1e6).toFixed(2)} M` : v >= 1e3 ? `${(v / 1e3).toFixed(1)} k` : v.toFixed(0);
+    case 'w2':
+      return v.toFixed(3);
+    case 'w3':
+      return Math.round(v).toLocaleString('en-US');
+    case 'w4':
+      return v.toFixed(3);
+    case 'latency':
+    case 'cpu':
+      return v >= 10 ? v.toFixed(1) : v.toPrecision(3);
+  }
+}
+
+function cell(workload: WorkloadId | 'cpu' | 'capacity', series: Series | undefined): string {
+  const values = present(series);
+  if (!series) return '—';
+  if (values.length === 0) return 'failed';
+  const mid = formatValue(workload, median(values)!);
+  const failed = series.length - values.length;
+  const range = values.length > 1 ? ` (${formatValue(workload, Math.min(...values))}–${formatValue(workload, Math.max(...values))})` : '';
+  return `${mid}${range}${failed > 0 ? ` [${failed} failed]` : ''}`;
+}
+
+function formatRatio(r: number | undefined): string {
+  if (r === undefined) return '—';
+  return r >= 10 ? `${r.toFixed(0)}×` : `${r.toFixed(2)}×`;
+}
+
+function targetCell(workload: WorkloadId, results: BenchResults, id: ContenderId): string {
+  const target = TARGETS[workload];
+  const own = results.values[workload][id];
+  const reached = target.against === 'raw' ? ratio(own, results.values[workload].raw) : median(present(own));
+  if (reached === undefined) return '—';
+  const met = target.op === '>=' ? reached >= target.value : reached <= target.value;
+  // Three decimals here: 0.497 must not read as a missed 0.50.
+  const shown = target.against === 'raw' ? `${reached.toFixed(3)}×` : formatValue(workload, reached);
+  const wanted = target.against === 'raw' ? `${target.op === '>=' ? '≥' : '≤'} ${target.value}× raw` : `${target.op === '>=' ? '≥' : '≤'} ${target.value}`;
+  return `${shown} (${wanted}): ${met ? 'met' : '**missed**'}`;
+}
+
+export function renderTables(specs: Record<WorkloadId, WorkloadSpec>, results: BenchResults, meta: ReportMeta): string {
+  const lines: string[] = [];
+  const runsNote = meta.runs > 1 ? `medians of ${meta.runs} runs (min–max)` : '1 run';
+  lines.push(`### Medians (${runsNote})`, '');
+  lines.push(`| workload | unit | ${CONTENDER_IDS.map((id) => CONTENDER_LABELS[id]).join(' | ')} |`);
+  lines.push(`|---|---|${CONTENDER_IDS.map(() => '---').join('|')}|`);
+  for (const w of meta.workloads) {
+    lines.push(`| ${specs[w].title} | ${specs[w].unit} | ${CONTENDER_IDS.map((id) => cell(w, results.values[w][id])).join(' | ')} |`);
+  }
+  lines.push('', '### MapScale / peer (median of same-run ratios)', '');
+  lines.push('Above 1× is better for W1–W3 (throughput), below 1× is better for W4 and latency (time).', '');
+  lines.push(`| workload | MapScale | ${PEER_IDS.map((id) => `vs ${CONTENDER_LABELS[id]}`).join(' | ')} | issue 3 target |`);
+  lines.push(`|---|---|${PEER_IDS.map(() => '---').join('|')}|---|`);
+  for (const w of meta.workloads) {
+    for (const id of MAPSCALE_IDS) {
+      const own = results.values[w][id];
+      lines.push(`| ${w === 'latency' ? 'latency' : w.toUpperCase()} (${specs[w].higherIsBetter ? 'higher' : 'lower'} is better) | ${CONTENDER_LABELS[id]} | ${
+        PEER_IDS.map((peer) => formatRatio(ratio(own, results.values[w][peer]))).join(' | ')} | ${targetCell(w, results, id)} |`);
+    }
+  }
+  if (results.capacity || Object.keys(results.w1Cpu).length > 0) {
+    lines.push('', '### Coordinator', '');
+    lines.push('| measure | value |', '|---|---|');
+    const s = meta.sizes;
+    if (results.capacity) {
+      lines.push(`| capacity: ${s.capacityJobs.toLocaleString('en-US')} no-op jobs from one coordinator to ${s.capacityDaemons} daemons × ${s.capacityInstances} instances on loopback (jobs/s) | ${cell('capacity', results.capacity.jobsPerSecond)} |`);
+      lines.push(`| coordinator CPU per million jobs, same map (s) | ${cell('cpu', results.capacity.cpuPerMillion)} |`);
+    }
+    for (const id of [...MAPSCALE_IDS, 'raw'] as ContenderId[]) {
+      if (!results.w1Cpu[id]) continue;
+      const who = id === 'raw' ? 'raw bound: parent process' : `${CONTENDER_LABELS[id]}: coordinator`;
+      lines.push(`| W1, ${who} CPU per million jobs (s) | ${cell('cpu', results.w1Cpu[id])} |`);
+    }
+  }
+  if (results.failures.length > 0) {
+    lines.push('', '### Failures', '');
+    for (const failure of results.failures) lines.push(`- ${failure.replace(/\n/g, ' ')}`);
+  }
+  return lines.join('\n');
+}
+
+export function renderResultsFile(tables: string, meta: ReportMeta): string {
+  const s = meta.sizes;
+  return [
+    '# MapScale benchmark results (issue 3)',
+    '',
+    `- date: ${meta.date}; MapScale at commit ${meta.code}`,
+    `- node ${meta.node}, ${meta.cpus} CPUs (${meta.cpuModel}), ${meta.memoryGiB} GiB memory`,
+    `- ${meta.runs} run(s)${meta.quick ? ', **--quick sizes (smoke run, not comparable with full runs)**' : ''}; 2 workers for every contender`,
+    `- W2 jobs: ${meta.spinIterations.toLocaleString('en-US')} iterations of \`spin\` (median ${meta.serialJobMs?.toFixed(1) ?? '?'} ms each, serially on the main thread); W4 setup is a ${s.w4SetupMs} ms timer per worker`,
+    `- **This machine is shared and noisy**: absolute figures move from run to run, and other work on it can take a core away mid-run (1-minute load average ${meta.loadBefore.toFixed(2)} before this run, ${meta.loadAfter.toFixed(2)} after). Judge MapScale by the ratios against peers measured in the same run, never by absolute figures.`,
+    '',
+    'Run with `pnpm bench` (or `pnpm bench -- --runs 5`, `pnpm bench -- --quick`).',
+    '',
+    tables,
+    '',
+    '### Method',
+    '',
+    '- **MapScale local**: `new Processor(fn, 2)` (a local daemon child with 2 instance threads). **MapScale, 1 daemon**: `new Processor(fn, [address])` against one `mapscale-worker --workers 2` the bench starts on 127.0.0.1.',
+    '- **Piscina 1 task/job**: `minThreads = maxThreads = 2`, `Promise.all(jobs.map(run))`. **Piscina batched**: the same pool, jobs sliced by hand into tasks of 1,000 (W1) or half a map (W4); not run where batching by hand does not apply (—).',
+    '- **Raw bound**: 2 child processes, each serving one loopback TCP connection; the parent streams length-prefixed msgpackr frames (1,000 jobs per frame for W1, 1 for W2 and latency, 4 MiB for W3, half a map for W4), 2 frames in flight per child, the next frame to whichever child answers. No envelope, handshake or scheduler.',
+    '- W1–W3 and latency are timed warm: each contender first runs up to 3 untimed maps of the same jobs (fewer once 1.5 s is spent; a few jobs for W2, whose loops optimize within one call; 2,000 untimed round trips before latency, whose event loops keep getting faster for the first few thousand); W4 is timed cold, from creating the contender (processes, threads, 300 ms setup per worker) to the end of its last map. Every result is checked.',
+    '- W2 efficiency = serial time of the same jobs on the main thread / (wall time × 2 workers). The speed of this machine drifts within a second, so the timed map of each contender is bracketed by the serial run: half of the jobs just before it, half just after.',
+    '- Contenders run in a rotating order, one run after another; ratios are taken within a run, then the median over runs.',
+    '- Coordinator CPU: `process.cpuUsage()` of the bench process around the timed map (its workers live in other processes).',
+    '',
+  ].join('\n');
+}

@@ -1,0 +1,305 @@
+/**
+ * The issue 3 benchmark: W1–W4 and latency for MapScale (local workers, and one daemon on
+ * loopback) and, in the same run, Piscina (task per job, and batched by hand) and a raw
+ * TCP + msgpackr reference; then coordinator capacity. Prints one table of medians with ratios
+ * and writes it to bench/RESULTS.md.
+ *
+ *   pnpm bench                  3 runs, the issue's sizes
+ *   pnpm bench -- --runs 5
+ *   pnpm bench -- --quick       1 run, small sizes: a smoke test (writes bench/.tmp/RESULTS.quick.md)
+ *   pnpm bench -- --only w1,latency,capacity
+ *
+ * Every process it starts is stopped at the end, on failure and on SIGINT/SIGTERM; each
+ * measurement has a deadline and the whole run a watchdog.
+ */
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { availableParallelism, cpus, loadavg, totalmem } from 'node:os';
+import { dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { childPids, killAllNow, liveCount } from './children.js';
+import { startDaemon, type Daemon } from './daemons.js';
+import { openMapScale, openProcessor } from './contenders/mapscale.js';
+import { openPiscina } from './contenders/piscina.js';
+import { openRaw } from './contenders/raw.js';
+import { calibrateSpin, makeData, measureCold, measureWarm, median, WORKERS, type Measurement, type WorkloadData } from './measure.js';
+import { renderResultsFile, renderTables, type BenchResults, type ReportMeta } from './report.js';
+import { identity } from './work.js';
+import {
+  CONTENDER_IDS, FULL_SIZES, QUICK_SIZES, WORKLOAD_IDS, workloadSpecs,
+  type ContenderId, type Mapper, type Sizes, type WorkloadId, type WorkloadSpec,
+} from './workloads.js';
+
+const REPO_DIR = fileURLToPath(new URL('../', import.meta.url));
+const BENCH_SOURCE_DIR = `${REPO_DIR}bench/`;
+const CLOSE_DEADLINE_MS = 20_000;
+const DAEMON_START_MS = 20_000;
+
+interface Args {
+  runs: number;
+  quick: boolean;
+  out: string;
+  only: Set<WorkloadId | 'capacity'>;
+}
+
+function parseCli(): Args {
+  // `pnpm bench -- --quick` may hand the script a literal "--" first.
+  const argv = process.argv.slice(2);
+  if (argv[0] === '--') argv.shift();
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      runs: { type: 'string' },
+      quick: { type: 'boolean', default: false },
+      out: { type: 'string' },
+      only: { type: 'string' },
+      help: { type: 'boolean', default: false },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write('usage: node bench-dist/run.js [--runs N] [--quick] [--only w1,w2,w3,w4,latency,capacity] [--out FILE]\n');
+    process.exit(0);
+  }
+  const runs = values.runs === undefined ? (values.quick ? 1 : 3) : Number(values.runs);
+  if (!Number.isInteger(runs) || runs < 1 || runs > 50) throw new Error(`--runs must be an integer from 1 to 50, got ${values.runs}`);
+  const known = [...WORKLOAD_IDS, 'capacity'];
+  const only = new Set((values.only ?? known.join(',')).split(',').map((s) => s.trim()).filter(Boolean));
+  for (const name of only) if (!known.includes(name)) throw new Error(`--only: unknown workload "${name}" (known: ${known.join(', ')})`);
+  const out = values.out ?? `${BENCH_SOURCE_DIR}${values.quick ? '.tmp/RESULTS.quick.md' : 'RESULTS.md'}`;
+  return { runs, quick: values.quick, out, only: only as Set<WorkloadId | 'capacity'> };
+}
+
+/** Which MapScale was measured: the commit, and whether packages/ differed from it. */
+function describeCode(): string {
+  try {
+    const git = (...args: string[]) => execFileSync('git', args, { cwd: REPO_DIR, encoding: 'utf8', timeout: 5_000, stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const commit = git('rev-parse', '--short', 'HEAD');
+    return git('status', '--porcelain', '--', 'packages').length > 0 ? `${commit} with uncommitted changes in packages/` : commit;
+  } catch {
+    return 'unknown (not a git checkout)';
+  }
+}
+
+function log(fields: Record<string, unknown>): void {
+  process.stderr.write(`${JSON.stringify(fields)}\n`);
+}
+
+/** Rejects after `ms`; the task itself is left to the caller's cleanup (closing its mapper). */
+function withDeadline<T>(task: Promise<T>, ms: number, label: string): Promise<T> {
+  let timer: NodeJS.Timeout;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${label} did not finish within ${ms} ms`)), ms);
+  });
+  return Promise.race([task, deadline]).finally(() => clearTimeout(timer));
+}
+
+async function closeMapper(mapper: Mapper, force: boolean, label: string, failures: string[]): Promise<void> {
+  try {
+    await withDeadline(mapper.close(force), CLOSE_DEADLINE_MS, `closing ${label}`);
+  } catch (error) {
+    failures.push(`${label}: close failed: ${(error as Error).message}`);
+  }
+}
+
+interface Contender {
+  id: ContenderId;
+  supports(spec: WorkloadSpec): boolean;
+  open(spec: WorkloadSpec): Mapper;
+}
+
+function contenders(daemon: Daemon, secret: string): Contender[] {
+  const byId: Record<ContenderId, Contender> = {
+    'ms-local': { id: 'ms-local', supports: () => true, open: (spec) => openMapScale(spec, WORKERS) },
+    'ms-daemon': { id: 'ms-daemon', supports: () => true, open: (spec) => openMapScale(spec, [daemon.address], secret) },
+    'piscina-task': { id: 'piscina-task', supports: () => true, open: (spec) => openPiscina(spec) },
+    'piscina-batched': {
+      id: 'piscina-batched', supports: (spec) => spec.piscinaChunk !== undefined, open: (spec) => openPiscina(spec, spec.piscinaChunk),
+    },
+    raw: { id: 'raw', supports: () => true, open: (spec) => openRaw(spec, WORKERS) },
+  };
+  return CONTENDER_IDS.map((id) => byId[id]);
+}
+
+/** One workload on one contender: opened, measured and closed within the deadline, whatever happens. */
+async function measureOne(contender: Contender, spec: WorkloadSpec, sizes: Sizes, data: WorkloadData, failures: string[]): Promise<Measurement | undefined> {
+  const label = `${spec.id} ${contender.id}`;
+  let mapper: Mapper | undefined;
+  let ok = false;
+  try {
+    const task = spec.id === 'w4'
+      ? measureCold(sizes, data, () => contender.open(spec), (m) => (mapper = m))
+      : (mapper = contender.open(spec), measureWarm(spec.id, sizes, data, mapper));
+    const measurement = await withDeadline(task, sizes.measureDeadlineMs, label);
+    ok = true;
+    return measurement;
+  } catch (error) {
+    failures.push(`${label}: ${(error as Error).stack ?? String(error)}`.slice(0, 2_000));
+    log({ event: 'measure-failed', workload: spec.id, contender: contender.id, error: (error as Error).message });
+    return undefined;
+  } finally {
+    if (mapper) await closeMapper(mapper, !ok, label, failures);
+  }
+}
+
+/** One coordinator feeding many no-op instances: how large a fleet it can keep busy. */
+async function measureCapacity(args: Args, sizes: Sizes, results: BenchResults, daemons: Daemon[], secret: string): Promise<void> {
+  const series = { jobsPerSecond: [] as (number | undefined)[], cpuPerMillion: [] as (number | undefined)[] };
+  results.capacity = series;
+  const jobs = Array.from({ length: sizes.capacityJobs }, (_, i) => i);
+  const check = (out: unknown[]) => {
+    if (out.length !== jobs.length || out.some((v, i) => v !== i)) throw new Error('capacity: wrong results');
+  };
+  const mapper = openProcessor(identity, daemons.map((d) => d.address), secret);
+  let ok = false;
+  try {
+    // Two untimed maps of the full size: the first timed one is otherwise still JIT-cold.
+    for (let i = 0; i < 2; i++) check(await withDeadline(mapper.map(jobs), sizes.measureDeadlineMs, 'capacity warm-up'));
+    for (let run = 0; run < args.runs; run++) {
+      const cpu0 = process.cpuUsage();
+      const t0 = performance.now();
+      const out = await withDeadline(mapper.map(jobs), sizes.measureDeadlineMs, 'capacity');
+      const seconds = (performance.now() - t0) / 1000;
+      const cpu = process.cpuUsage(cpu0);
+      check(out);
+      series.jobsPerSecond[run] = jobs.length / seconds;
+      series.cpuPerMillion[run] = ((cpu.user + cpu.system) / 1e6) * (1e6 / jobs.length);
+      log({ event: 'measured', run: run + 1, workload: 'capacity', jobsPerSecond: Math.round(series.jobsPerSecond[run]!), cpuPerMillion: series.cpuPerMillion[run] });
+    }
+    ok = true;
+  } catch (error) {
+    results.failures.push(`capacity: ${(error as Error).message}`);
+    log({ event: 'measure-failed', workload: 'capacity', error: (error as Error).message });
+  } finally {
+    await closeMapper(mapper, !ok, 'capacity', results.failures);
+  }
+}
+
+async function main(args: Args, daemons: Daemon[]): Promise<void> {
+  // Other work on this machine shows up here first: a load near the core count before the run means skewed figures.
+  const loadBefore = loadavg()[0]!;
+  const sizes = args.quick ? QUICK_SIZES : FULL_SIZES;
+  const specs = workloadSpecs(sizes);
+  const workloads = WORKLOAD_IDS.filter((w) => args.only.has(w));
+  const secret = randomBytes(24).toString('base64url');
+  const results: BenchResults = {
+    values: { w1: {}, w2: {}, w3: {}, w4: {}, latency: {} },
+    w1Cpu: {},
+    capacity: null,
+    failures: [],
+  };
+
+  const spinIterations = calibrateSpin(sizes.w2JobMs);
+  log({ event: 'calibrated', spinIterations, jobMs: sizes.w2JobMs });
+  const data = makeData(sizes, spinIterations);
+  const serials: number[] = [];
+
+  if (workloads.length > 0) {
+    const daemon = await startDaemon(WORKERS, secret, DAEMON_START_MS);
+    daemons.push(daemon);
+    log({ event: 'daemon-started', address: daemon.address, workers: WORKERS });
+    const all = contenders(daemon, secret);
+    for (let run = 0; run < args.runs; run++) {
+      for (const w of workloads) {
+        const spec = specs[w];
+        // A rotating order, so no contender always runs first (cold caches) or last (a warm machine).
+        const order = all.map((_, i) => all[(i + run) % all.length]!);
+        for (const contender of order) {
+          if (!contender.supports(spec)) continue;
+          const series = (results.values[w][contender.id] ??= []);
+          const measurement = await measureOne(contender, spec, sizes, data, results.failures);
+          series[run] = measurement?.value;
+          if (measurement?.serialSeconds !== undefined) serials.push(measurement.serialSeconds);
+          if (measurement?.cpuPerMillion !== undefined && contender.id !== 'piscina-task' && contender.id !== 'piscina-batched') {
+            (results.w1Cpu[contender.id] ??= [])[run] = measurement.cpuPerMillion;
+          }
+          log({ event: 'measured', run: run + 1, workload: w, contender: contender.id, value: measurement?.value, unit: spec.unit });
+        }
+      }
+    }
+    await daemon.stop();
+    daemons.splice(daemons.indexOf(daemon), 1);
+    for (const complaint of daemon.handle.complaints) results.failures.push(`daemon logged: ${complaint}`);
+  }
+
+  if (args.only.has('capacity')) {
+    const started = await Promise.allSettled(Array.from({ length: sizes.capacityDaemons },
+      () => startDaemon(sizes.capacityInstances, secret, DAEMON_START_MS)));
+    for (const s of started) if (s.status === 'fulfilled') daemons.push(s.value);
+    const failed = started.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+    if (failed) results.failures.push(`capacity: a daemon did not start: ${(failed.reason as Error).message}`);
+    else await measureCapacity(args, sizes, results, daemons, secret);
+    await Promise.all(daemons.splice(0).map((d) => d.stop()));
+  }
+
+  const cpuList = cpus();
+  const meta: ReportMeta = {
+    date: new Date().toISOString(),
+    code: describeCode(),
+    node: process.version,
+    cpus: availableParallelism(),
+    cpuModel: cpuList[0]?.model.trim() ?? 'unknown',
+    memoryGiB: Math.round(totalmem() / 2 ** 30),
+    runs: args.runs,
+    quick: args.quick,
+    sizes,
+    spinIterations,
+    serialJobMs: serials.length > 0 ? (median(serials)! * 1000) / sizes.w2Jobs : undefined,
+    workloads,
+    loadBefore,
+    loadAfter: loadavg()[0]!,
+  };
+  const tables = renderTables(specs, results, meta);
+  process.stdout.write(`\n${tables}\n\n`);
+  mkdirSync(dirname(args.out), { recursive: true });
+  writeFileSync(args.out, renderResultsFile(tables, meta));
+  log({ event: 'written', file: args.out });
+  if (results.failures.length > 0) process.exitCode = 1;
+}
+
+const args = parseCli();
+const daemons: Daemon[] = [];
+// Children of ours left at exit, whatever the path to it (they also exit when our pipes close).
+process.on('exit', killAllNow);
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    log({ event: 'signal', signal });
+    killAllNow();
+    process.exit(130);
+  });
+}
+const sizes = args.quick ? QUICK_SIZES : FULL_SIZES;
+const watchdogMs = 5 * 60_000 + args.runs * (args.quick ? 2 : 4) * 60_000 + sizes.measureDeadlineMs;
+const watchdog = setTimeout(() => {
+  log({ event: 'watchdog', afterMs: watchdogMs });
+  killAllNow();
+  process.exit(3);
+}, watchdogMs);
+watchdog.unref();
+
+try {
+  await main(args, daemons);
+} catch (error) {
+  log({ event: 'bench-failed', error: (error as Error).stack ?? String(error) });
+  process.exitCode = 2;
+} finally {
+  await Promise.allSettled(daemons.map((d) => d.stop()));
+  // Daemons that Processors started for `new Processor(fn, N)` are ours too: none may outlive the bench.
+  const stray = childPids();
+  if (stray.length > 0 || liveCount() > 0) {
+    log({ event: 'stray-children', pids: stray, tracked: liveCount() });
+    for (const pid of stray) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone meanwhile
+      }
+    }
+    process.exitCode ||= 4;
+  }
+  clearTimeout(watchdog);
+  // Piscina or a socket left half-closed must not keep the process up once the report is written.
+  setTimeout(() => process.exit(), 100).unref();
+}

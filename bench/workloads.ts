@@ -1,0 +1,133 @@
+import type { ComputeName } from './work.js';
+
+export type WorkloadId = 'w1' | 'w2' | 'w3' | 'w4' | 'latency';
+export const WORKLOAD_IDS: readonly WorkloadId[] = ['w1', 'w2', 'w3', 'w4', 'latency'];
+
+/** What every contender has to offer: a map over a fixed pool of 2 workers, results in job order. */
+export interface Mapper {
+  map(jobs: readonly unknown[]): Promise<unknown[]>;
+  /** Stops every thread, process and socket it started. `force`: after a failure or a deadline. */
+  close(force?: boolean): Promise<void>;
+}
+
+export interface WorkloadSpec {
+  readonly id: WorkloadId;
+  readonly title: string;
+  readonly unit: string;
+  readonly higherIsBetter: boolean;
+  readonly compute: ComputeName;
+  /** Setup each worker runs before its first job (W4 only). */
+  readonly setupMs: number;
+  /** Jobs per frame of the raw reference: ~1,000 for cheap jobs, fewer where jobs are big or slow. */
+  readonly rawFrameJobs: number;
+  /** Jobs per task of hand-batched Piscina; undefined where batching by hand makes no sense. */
+  readonly piscinaChunk: number | undefined;
+}
+
+export interface Sizes {
+  readonly w1Jobs: number;
+  readonly w2Jobs: number;
+  readonly w2JobMs: number;
+  readonly w3Jobs: number;
+  readonly w3JobBytes: number;
+  readonly w4SetupMs: number;
+  readonly w4Maps: number;
+  readonly w4JobsPerMap: number;
+  readonly latencySamples: number;
+  readonly latencyWarmup: number;
+  readonly capacityJobs: number;
+  readonly capacityDaemons: number;
+  readonly capacityInstances: number;
+  /** Upper bound of one measurement, startup and teardown included. */
+  readonly measureDeadlineMs: number;
+}
+
+/** The sizes issue 3 names. */
+export const FULL_SIZES: Sizes = Object.freeze({
+  w1Jobs: 100_000,
+  w2Jobs: 200,
+  w2JobMs: 10,
+  w3Jobs: 200,
+  w3JobBytes: 1024 * 1024,
+  w4SetupMs: 300,
+  w4Maps: 5,
+  w4JobsPerMap: 1_000,
+  latencySamples: 1_000,
+  latencyWarmup: 2_000,
+  capacityJobs: 1_000_000,
+  capacityDaemons: 4,
+  capacityInstances: 4,
+  measureDeadlineMs: 120_000,
+});
+
+/** A smoke run: every code path, a fraction of the work. Figures are not comparable with full runs. */
+export const QUICK_SIZES: Sizes = Object.freeze({
+  ...FULL_SIZES,
+  w1Jobs: 20_000,
+  w2Jobs: 40,
+  w3Jobs: 40,
+  w4Maps: 2,
+  latencySamples: 100,
+  latencyWarmup: 300,
+  capacityJobs: 200_000,
+  measureDeadlineMs: 60_000,
+});
+
+export function workloadSpecs(sizes: Sizes): Record<WorkloadId, WorkloadSpec> {
+  return {
+    w1: {
+      id: 'w1', title: `W1: ${sizes.w1Jobs.toLocaleString('en-US')} jobs \`x*x\`, ordered`, unit: 'jobs/s', higherIsBetter: true,
+      compute: 'square', setupMs: 0, rawFrameJobs: 1_000, piscinaChunk: 1_000,
+    },
+    w2: {
+      // One job per frame: a frame of ten-millisecond jobs already dwarfs its transport cost, and
+      // anything coarser leaves a worker idle at the end of 200 jobs.
+      id: 'w2', title: `W2: ${sizes.w2Jobs} CPU jobs of ~${sizes.w2JobMs} ms`, unit: 'efficiency vs serial', higherIsBetter: true,
+      compute: 'spin', setupMs: 0, rawFrameJobs: 1, piscinaChunk: undefined,
+    },
+    w3: {
+      // 4 MiB frames, like MapScale's default byte bound per batch.
+      id: 'w3', title: `W3: ${sizes.w3Jobs} × ${sizes.w3JobBytes / 1024 / 1024} MiB Float64Array → sum`, unit: 'MiB/s', higherIsBetter: true,
+      compute: 'sum', setupMs: 0, rawFrameJobs: 4, piscinaChunk: undefined,
+    },
+    w4: {
+      // Half a map per task/frame, so both workers share each map.
+      id: 'w4', title: `W4: ${sizes.w4SetupMs} ms setup, ${sizes.w4Maps} maps × ${sizes.w4JobsPerMap.toLocaleString('en-US')} jobs`,
+      unit: 's incl. setup', higherIsBetter: false,
+      compute: 'square', setupMs: sizes.w4SetupMs, rawFrameJobs: Math.ceil(sizes.w4JobsPerMap / 2), piscinaChunk: Math.ceil(sizes.w4JobsPerMap / 2),
+    },
+    latency: {
+      id: 'latency', title: 'latency: 1-job map round trip, p50', unit: 'ms', higherIsBetter: false,
+      compute: 'square', setupMs: 0, rawFrameJobs: 1, piscinaChunk: undefined,
+    },
+  };
+}
+
+export type ContenderId = 'ms-local' | 'ms-daemon' | 'piscina-task' | 'piscina-batched' | 'raw';
+export const CONTENDER_IDS: readonly ContenderId[] = ['ms-local', 'ms-daemon', 'piscina-task', 'piscina-batched', 'raw'];
+export const MAPSCALE_IDS: readonly ContenderId[] = ['ms-local', 'ms-daemon'];
+export const PEER_IDS: readonly ContenderId[] = ['piscina-task', 'piscina-batched', 'raw'];
+
+export const CONTENDER_LABELS: Readonly<Record<ContenderId, string>> = Object.freeze({
+  'ms-local': 'MapScale local',
+  'ms-daemon': 'MapScale, 1 daemon on loopback',
+  'piscina-task': 'Piscina 1 task/job',
+  'piscina-batched': 'Piscina, batched by hand',
+  raw: 'raw TCP + msgpackr bound',
+});
+
+/** What issue 3 asks of MapScale, per workload. */
+export interface Target {
+  /** Against the raw bound's figure of the same run, or the workload's own figure (W2 efficiency). */
+  against: 'raw' | 'absolute';
+  op: '>=' | '<=';
+  value: number;
+}
+
+export const TARGETS: Readonly<Record<WorkloadId, Target>> = Object.freeze({
+  w1: { against: 'raw', op: '>=', value: 0.5 },
+  w2: { against: 'absolute', op: '>=', value: 0.95 },
+  w3: { against: 'raw', op: '>=', value: 0.75 },
+  w4: { against: 'raw', op: '<=', value: 1.15 },
+  latency: { against: 'raw', op: '<=', value: 2 },
+});
