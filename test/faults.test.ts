@@ -11,11 +11,12 @@ import { filesStartingWith, tempDir } from './helpers/files.js';
 /** Fast failure detection for tests; defaults are seconds, which is right for real fleets. */
 const quick = { heartbeatIntervalMs: 200, heartbeatTimeoutMs: 1000, reconnectDelayMs: 100, maxReconnectDelayMs: 500 };
 
-/** Resolves once `count` results of a running map are in: a moment to inject a fault mid-map. */
-async function midMap(daemons: TestDaemon[], mapper: Processor<unknown, unknown>, ms = 300): Promise<void> {
-  void daemons;
-  void mapper;
-  await new Promise((resolve) => setTimeout(resolve, ms));
+/**
+ * A moment to inject a fault mid-map: every daemon has joined and answered some jobs (a fixed sleep
+ * could land before a daemon joined, and then there would be nothing to lose).
+ */
+async function midMap(mapper: Processor<never, unknown>): Promise<void> {
+  await waitFor(() => mapper.stats().every((s) => s.state === 'ready' && s.jobs > 0), 15_000, 'every daemon to answer some jobs');
 }
 
 describe('fault tolerance', () => {
@@ -26,7 +27,7 @@ describe('fault tolerance', () => {
       mapper.on('worker-lost', (e) => lost.push(e));
       try {
         const running = mapper.map(jobs(3000, 1));
-        await midMap(daemons, mapper as Processor<unknown, unknown>);
+        await midMap(mapper as Processor<never, unknown>);
         daemons[0]!.child.kill('SIGKILL');
         expect(await running).to.deep.equal(expected(3000));
         expect(lost.map((e) => e.address)).to.deep.equal([daemons[0]!.address]);
@@ -41,7 +42,7 @@ describe('fault tolerance', () => {
       const mapper = new Processor(new FaultyWork(), daemons.map((d) => d.address), quick);
       try {
         const running = mapper.map(jobs(2000, 1));
-        await midMap(daemons, mapper as Processor<unknown, unknown>);
+        await midMap(mapper as Processor<never, unknown>);
         daemons[1]!.child.kill('SIGSTOP');
         const lost = once(mapper, 'worker-lost');
         expect(await running).to.deep.equal(expected(2000));

@@ -826,7 +826,8 @@ function poisonByDisconnect(seed: number, settle: boolean): void {
       }
       // Running alone: the only job left of a suspect or single-job batch. (Left last in an
       // ordinary batch, it is only made a suspect, not yet blamed.)
-      if (from === poison && running.end === poison + 1 && (running.suspect || size(running) === 1)) soloCrashes++;
+      const nowFrom = running.start + running.received;
+      if (nowFrom === poison && running.end === poison + 1 && (running.suspect || size(running) === 1)) soloCrashes++;
       outcome = mirror.lose(slot, { kind: 'disconnected' }).outcome;
       mirror.addSlot(nextSlot++);
     } else {

@@ -417,7 +417,8 @@ describe('Scheduler', () => {
     it('splits a put-back range across the slots that remain when it is more than a fair share', () => {
       const s = scheduler({ batchesPerSlot: 1 }, [1]);
       const run = new MapRun(1, jobsOf(10));
-      run.perJobMs = 1e-6;
+      // Costly enough that a 3-job batch is above the size floor (about a quarter of targetBatchMs).
+      run.perJobMs = 0.35;
       s.addRun(run);
       const [lost] = s.nextDispatches();
       expect([lost!.start, lost!.end]).to.deep.equal([0, 10]);
@@ -654,13 +655,22 @@ describe('Scheduler', () => {
     it('takes no more than a fair share of what is left, so every slot gets work', () => {
       const s = scheduler({ batchesPerSlot: 2 }, [1, 2, 3, 4]);
       const run = new MapRun(1, jobsOf(40));
-      run.perJobMs = 1e-6;
+      run.perJobMs = 0.5;
       s.addRun(run);
       const batches = s.nextDispatches();
       expect(batches).to.have.length(8);
       expect(size(batches[0]!)).to.equal(5);
       for (let i = 1; i < batches.length; i++) expect(size(batches[i]!)).to.be.at.most(size(batches[i - 1]!));
       expect([...countBy(slotsOf(batches)).values()]).to.deep.equal([2, 2, 2, 2]);
+    });
+
+    it('stops shrinking batches at about a quarter of the target time, where round trips would cost more than balance gains', () => {
+      const s = scheduler({ batchesPerSlot: 2 }, [1, 2]);
+      const run = new MapRun(1, jobsOf(1000));
+      run.perJobMs = 0.001; // 1 µs: the floor is 1,000 jobs, the whole map
+      s.addRun(run);
+      const batches = s.nextDispatches();
+      expect(batches.map((b) => [b.start, b.end])).to.deep.equal([[0, 1000]]);
     });
 
     it('never makes an empty batch, even for the last job', () => {

@@ -5,7 +5,7 @@ import {
   type OutputMessage, type ResultsMessage, type ShippedCode, type SlotLostMessage,
 } from '@mapscale/protocol';
 import {
-  AbortError, CleanupError, JobError, JobTimeoutError, NoWorkersError, ProcessorClosedError, SetupError, ShippingError,
+  AbortError, CleanupError, TLSError, JobError, JobTimeoutError, NoWorkersError, ProcessorClosedError, SetupError, ShippingError,
   WorkerCrashedError,
 } from './errors.js';
 import { LocalDaemon } from './local-daemon.js';
@@ -138,7 +138,7 @@ class ProgressReporter {
 /** Errors that no retry can fix: the configuration or the code is wrong. */
 function isPermanent(error: unknown): boolean {
   return error instanceof AuthenticationError || error instanceof ProtocolVersionError ||
-    error instanceof SetupError || error instanceof ShippingError;
+    error instanceof SetupError || error instanceof ShippingError || error instanceof TLSError;
 }
 
 /**

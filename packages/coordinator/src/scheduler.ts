@@ -392,6 +392,9 @@ export class Scheduler {
       ? 4 * 2 ** Math.min(run.batchesSent, 12)
       : t.targetBatchMs / Math.max(run.perJobMs, 1e-6);
     const byBytes = run.perJobBytes ? t.maxBatchBytes / run.perJobBytes : Infinity;
-    return Math.max(1, Math.floor(Math.min(byTime, byBytes, fairShare, t.maxBatchJobs)));
+    // The fair share shrinks towards the end of a map; below about a quarter of the target time a
+    // batch costs more in round trips than it gains in balance, so it stops shrinking there.
+    const floor = run.perJobMs === undefined ? 1 : t.targetBatchMs / 4 / Math.max(run.perJobMs, 1e-6);
+    return Math.max(1, Math.floor(Math.min(Math.max(Math.min(byTime, fairShare), floor), byBytes, t.maxBatchJobs)));
   }
 }

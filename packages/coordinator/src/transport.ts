@@ -42,6 +42,9 @@ export function openConnection(address: DaemonAddress, timeoutMs: number, maxFra
         minVersion: 'TLSv1.2',
       })
       : netConnect({ host: address.host, port: address.port });
+    // A connection still being opened must not keep the app alive (a reconnect to an unreachable
+    // host after shutdown, say); callers that wait for it hold the process themselves.
+    socket.unref();
     const fail = (error: Error | undefined, what: string) => {
       clearTimeout(timer);
       socket.destroy();
