@@ -15,18 +15,8 @@ import {
   type MessageType,
   type ShippedCode,
 } from '@mapscale/protocol';
+import { prng } from './helpers/prng.js';
 
-/** Small seeded PRNG (mulberry32): random splits that replay identically on every run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function bodyOf(length: number, seed = length): Buffer {
   const rand = prng(seed);

@@ -5,6 +5,7 @@ import {
 } from '../packages/coordinator/dist/scheduler.js';
 import { ArrayResults, OrderedResults, type Settled } from '../packages/coordinator/dist/result-stores.js';
 import type { RunOptions } from '../packages/coordinator/dist/map-run.js';
+import { prng } from './helpers/prng.js';
 
 /**
  * The scheduler's answers to faults (issue 4): who is blamed when a slot is lost, poison jobs
@@ -12,17 +13,6 @@ import type { RunOptions } from '../packages/coordinator/dist/map-run.js';
  * parts that stop short or overrun. Everything is pure: seeded simulations stand in for workers.
  */
 
-/** Small seeded PRNG (mulberry32): a failing seed replays identically. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** The "work function" every simulated worker runs. */
 const work = (job: unknown): unknown => `r${String(job)}`;

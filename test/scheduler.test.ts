@@ -2,18 +2,8 @@ import { expect } from 'chai';
 import type { SerializedError } from '@mapscale/protocol';
 import { MapRun, Scheduler, type Batch, type ResultOutcome, type SchedulerTuning, type SlotLoss } from '../packages/coordinator/dist/scheduler.js';
 import { ArrayResults } from '../packages/coordinator/dist/result-stores.js';
+import { prng } from './helpers/prng.js';
 
-/** Small seeded PRNG (mulberry32): a failing seed replays identically. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** The "work function" every simulated worker runs. */
 const work = (job: unknown): unknown => `r${String(job)}`;

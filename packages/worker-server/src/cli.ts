@@ -3,7 +3,7 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { pino } from 'pino';
 import { MAPSCALE_VERSION } from '@mapscale/protocol';
-import { startWorkerServer } from './server.js';
+import { runDaemonProcess } from './daemon-process.js';
 import { DEFAULT_WORKER_SERVER_OPTIONS as D } from './options.js';
 import { WorkerServerConfigError } from './errors.js';
 
@@ -87,7 +87,7 @@ function readTls(): { cert: string; key: string; ca?: string } | undefined {
 }
 
 try {
-  const server = await startWorkerServer({
+  const options = {
     host: argv.host,
     port: argv.port,
     workers: argv.workers,
@@ -102,25 +102,10 @@ try {
     cacheMaxBytes: argv['cache-max-bytes'],
     stopGraceMs: argv['stop-grace-ms'],
     logger,
-  });
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ event: 'signal', signal });
-    server.close().then(() => process.exit(0), (error) => {
-      logger.fatal({ event: 'stop-failed', err: error });
-      process.exit(1);
-    });
   };
-  process.on('SIGINT', () => stop('SIGINT'));
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  if (argv['exit-with-parent']) {
-    process.stdin.on('end', () => stop('parent-exited'));
-    process.stdin.on('error', () => stop('parent-exited'));
-    process.stdin.resume();
-  }
+  await runDaemonProcess(options, argv['exit-with-parent']);
 } catch (error) {
+  // Reading the secret or TLS files failed: nothing was started.
   logger.fatal({ event: 'start-failed', err: error });
   process.exit(1);
 }
