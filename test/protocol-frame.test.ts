@@ -571,3 +571,21 @@ describe('encodeMessage and decodeMessage', () => {
     }
   });
 });
+
+describe('encodeMessageParts', () => {
+  it('writes a large payload beside its envelope, decoding to the same message', async () => {
+    const { encodeMessageParts: parts, decodeMessage: decode } = await import('@mapscale/protocol');
+    const payload = new Uint8Array(100_000).map((_, i) => (i * 7) % 251);
+    for (const message of [
+      { type: 'jobs' as const, slot: 1, batch: 7, payload, timeoutMs: 50 },
+      { type: 'results' as const, slot: 0, batch: 3, offset: 2, payload, busyMs: 1.5, final: true, errors: [[0, { name: 'E', message: 'x' }]] as [number, { name: string; message: string }][] },
+    ]) {
+      const written = parts(message);
+      expect(written).to.have.length(2);
+      expect(written[1]).to.equal(payload); // the payload itself, not a copy
+      const decoded = decode(Buffer.concat(written.map((p) => Buffer.from(p.buffer, p.byteOffset, p.length)))) as unknown as Record<string, unknown>;
+      expect({ ...decoded, payload: Buffer.from(decoded.payload as Uint8Array).equals(Buffer.from(payload)) }).to.deep.equal({ ...message, payload: true });
+    }
+    expect(parts({ type: 'jobs', slot: 0, batch: 1, payload: new Uint8Array(10) })).to.have.length(1);
+  });
+});

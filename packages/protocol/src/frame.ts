@@ -52,7 +52,7 @@ export class FrameDecoder {
    * is a view into that chunk (copy it to keep it past the callback); a body that spanned chunks
    * was copied once into its own buffer. Throws FrameTooLargeError or ProtocolError.
    */
-  push(chunk: Buffer, onFrame: (body: Buffer) => void): void {
+  push(chunk: Buffer, onFrame: (body: Buffer, owned: boolean) => void): void {
     let offset = 0;
     while (offset < chunk.length) {
       if (this.#body) {
@@ -64,7 +64,8 @@ export class FrameDecoder {
           const body = this.#body;
           this.#body = null;
           this.#bodyFill = 0;
-          onFrame(body);
+          // Assembled here in a buffer of its own: the receiver may keep it, or transfer it.
+          onFrame(body, true);
         }
         continue;
       }
@@ -72,10 +73,10 @@ export class FrameDecoder {
         const size = this.#checkSize(chunk.readUInt32BE(offset));
         offset += FRAME_HEADER_BYTES;
         if (chunk.length - offset >= size) {
-          onFrame(chunk.subarray(offset, offset + size));
+          onFrame(chunk.subarray(offset, offset + size), false);
           offset += size;
         } else {
-          this.#body = Buffer.allocUnsafe(size);
+          this.#body = Buffer.allocUnsafeSlow(size);
         }
         continue;
       }
@@ -84,7 +85,7 @@ export class FrameDecoder {
       }
       if (this.#headerFill === FRAME_HEADER_BYTES) {
         this.#headerFill = 0;
-        this.#body = Buffer.allocUnsafe(this.#checkSize(this.#header.readUInt32BE(0)));
+        this.#body = Buffer.allocUnsafeSlow(this.#checkSize(this.#header.readUInt32BE(0)));
       }
     }
   }

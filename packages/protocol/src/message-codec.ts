@@ -24,3 +24,27 @@ export function decodeMessage(body: Uint8Array): Message {
   }
   return validateMessage(value);
 }
+
+/** Payloads at least this large are written beside their envelope instead of copied into it. */
+const SPLIT_PAYLOAD_BYTES = 16 * 1024;
+const EMPTY = new Uint8Array(0);
+
+/**
+ * The body of a message as parts to write one after the other. A large `payload` (jobs or results,
+ * already msgpack) is not copied into the envelope: the envelope is encoded with an empty payload
+ * as its last field, whose bin8 header is swapped for a bin32 header of the real length: the same
+ * message as encodeMessage() gives, its payload moved to the end.
+ */
+export function encodeMessageParts(message: Message): Uint8Array[] {
+  const payload = (message as { payload?: unknown }).payload;
+  if (!(payload instanceof Uint8Array) || payload.length < SPLIT_PAYLOAD_BYTES) return [encodeMessage(message)];
+  const { payload: _payload, ...rest } = message as Message & { payload: Uint8Array };
+  const head = envelopePackr.pack({ ...rest, payload: EMPTY });
+  // `payload` is the last key, so the envelope ends with its empty bin8: 0xc4 0x00.
+  if (head[head.length - 2] !== 0xc4 || head[head.length - 1] !== 0x00) return [encodeMessage(message)];
+  const prefix = Buffer.allocUnsafe(head.length - 2 + 5);
+  prefix.set(head.subarray(0, head.length - 2), 0);
+  prefix[head.length - 2] = 0xc6;
+  prefix.writeUInt32BE(payload.length, head.length - 1);
+  return [prefix, payload];
+}

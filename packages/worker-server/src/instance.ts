@@ -87,13 +87,16 @@ export class WorkerInstance {
     return serializeError(new Error('worker instance thread exited during setup'));
   }
 
-  /** Hands a batch to the thread; `payload` is copied to a buffer of its own and transferred. */
-  runBatch(batch: number, payload: Uint8Array, timeoutMs?: number): void {
+  /**
+   * Hands a batch to the thread. An `owned` payload (its frame's buffer is used by nothing else) is
+   * transferred as it is; any other is first copied into a buffer of its own.
+   */
+  runBatch(batch: number, payload: Uint8Array, timeoutMs?: number, owned = false): void {
     if (timeoutMs !== undefined) {
       this.#timeouts.set(batch, timeoutMs);
       this.#startWatchdog();
     }
-    const own = new Uint8Array(payload);
+    const own = owned && payload.buffer instanceof ArrayBuffer ? payload : new Uint8Array(payload);
     this.#send({ kind: 'batch', batch, payload: own }, [own.buffer as ArrayBuffer]);
   }
 

@@ -58,7 +58,7 @@ export class CoordinatorSession {
     this.#handshakeTimer = setTimeout(() => {
       this.#fail(new HandshakeTimeoutError(`handshake not finished within ${options.handshakeTimeoutMs} ms`));
     }, options.handshakeTimeoutMs).unref();
-    connection.on('message', (message) => this.#handle(message));
+    connection.on('message', (message, owned) => this.#handle(message, owned));
     connection.on('close', (error) => void this.#onClose(error));
     this.#log.debug({ event: 'connected' });
   }
@@ -86,7 +86,7 @@ export class CoordinatorSession {
     return this.#ended;
   }
 
-  #handle(message: Message): void {
+  #handle(message: Message, owned = false): void {
     switch (message.type) {
       case 'hello':
         if (this.#expect('awaiting-hello', message)) this.#onHello(message);
@@ -107,7 +107,7 @@ export class CoordinatorSession {
         if (this.#expect('awaiting-bundle', message)) this.#bundleArrived?.(message);
         return;
       case 'jobs':
-        if (this.#expect('serving', message)) this.#onJobs(message);
+        if (this.#expect('serving', message)) this.#onJobs(message, owned);
         return;
       case 'cancel':
         // Cancels may cross a shutdown or goodbye in flight: harmless then, so not an error.
@@ -293,13 +293,13 @@ export class CoordinatorSession {
 
   // Jobs: routed to their slot's thread untouched; results come back through the instance callback.
 
-  #onJobs(message: JobsMessage): void {
+  #onJobs(message: JobsMessage, owned: boolean): void {
     const instance = this.#instances[message.slot];
     if (!instance || !Number.isInteger(message.slot)) {
       return this.#fail(new ProtocolError(`no worker instance ${message.slot} in this session (it has ${this.#instances.length})`));
     }
     const timeoutMs = typeof message.timeoutMs === 'number' && message.timeoutMs > 0 ? message.timeoutMs : undefined;
-    instance.runBatch(message.batch, message.payload, timeoutMs);
+    instance.runBatch(message.batch, message.payload, timeoutMs, owned);
   }
 
   // Shutdown: cleanup() on every instance, report each failure, close.

@@ -3,11 +3,12 @@ import { connect as netConnect, isIP, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import {
   ConnectError, ConnectionClosedError, FrameDecoder, MapScaleError, ProtocolError,
-  decodeMessage, encodeMessage, frameHeader, type Message,
+  decodeMessage, encodeMessageParts, frameHeader, type Message,
 } from '@mapscale/protocol';
 
 export interface FramedConnectionEvents {
-  message: [Message];
+  /** `owned`: the frame's bytes are in a buffer nothing else uses, so its byte fields may be transferred. */
+  message: [Message, boolean];
   /** Emitted once. `error` is set when the close was not asked for by this side. */
   close: [MapScaleError | undefined];
 }
@@ -48,7 +49,9 @@ export class FramedConnection extends EventEmitter<FramedConnectionEvents> {
 
   send(message: Message): void {
     if (this.#closed || this.#socket.destroyed) return;
-    const body = encodeMessage(message);
+    const parts = encodeMessageParts(message);
+    let length = 0;
+    for (const part of parts) length += part.length;
     if (!this.#corked) {
       this.#corked = true;
       this.#socket.cork();
@@ -57,8 +60,8 @@ export class FramedConnection extends EventEmitter<FramedConnectionEvents> {
         this.#socket.uncork();
       });
     }
-    this.#socket.write(frameHeader(body.length));
-    this.#socket.write(body);
+    this.#socket.write(frameHeader(length));
+    for (const part of parts) this.#socket.write(part);
   }
 
   /** Tells the peer why (an error frame), then closes. Listeners see `error` as the close reason. */
@@ -90,7 +93,7 @@ export class FramedConnection extends EventEmitter<FramedConnectionEvents> {
   #onData(chunk: Buffer): void {
     if (this.#closed) return;
     try {
-      this.#decoder.push(chunk, (body) => this.emit('message', decodeMessage(body)));
+      this.#decoder.push(chunk, (body, owned) => this.emit('message', decodeMessage(body), owned));
     } catch (error) {
       if (error instanceof ProtocolError) {
         this.fail(error);
