@@ -1,8 +1,7 @@
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { serializeError, type SerializedError, type ShippedCode } from '@mapscale/protocol';
 import { PROGRESS, type FromInstance, type ToInstance } from './instance-protocol.js';
 
-const THREAD_ENTRY = new URL('./instance-thread.js', import.meta.url);
 
 type ResultsFromInstance = Extract<FromInstance, { kind: 'results' }>;
 export type OutputFromInstance = Extract<FromInstance, { kind: 'output' }>;
@@ -39,9 +38,11 @@ export class WorkerInstance {
     onResults: (slot: number, results: ResultsFromInstance) => void,
     onDeath: (slot: number, death: InstanceDeath) => void,
     onOutput: (slot: number, output: OutputFromInstance) => void = () => {},
+    /** A thread from SpareThreads: loaded, or loading, and not yet initialised. */
+    worker: Worker,
   ) {
     this.slot = slot;
-    this.#worker = new Worker(THREAD_ENTRY, { workerData: { slot } });
+    this.#worker = worker;
     const died = (reason: InstanceDeath['reason'], error: Error) => {
       if (this.#exited) return;
       this.#exited = true;

@@ -6,6 +6,7 @@ import { FramedConnection } from './transport.js';
 import { CoordinatorSession } from './session.js';
 import { BundleCache } from './bundle-cache.js';
 import { DaemonStats } from './daemon-stats.js';
+import { SpareThreads } from './spare-threads.js';
 import { WorkerServerConfigError } from './errors.js';
 import { isLoopbackHost, resolveWorkerServerOptions, type ResolvedWorkerServerOptions, type WorkerServerOptions } from './options.js';
 
@@ -39,6 +40,7 @@ export async function startWorkerServer(options: WorkerServerOptions = {}): Prom
   const sessions = new Set<CoordinatorSession>();
   const bundles = new BundleCache(resolved.cacheDir, resolved.cacheMaxBytes, rootLogger);
   const stats = new DaemonStats();
+  const spares = new SpareThreads(resolved.workers);
   /** Every accepted TCP connection until it closes, TLS handshakes included: what the caps count. */
   const sockets = new Set<Socket>();
   let nextSessionId = 1;
@@ -59,7 +61,7 @@ export async function startWorkerServer(options: WorkerServerOptions = {}): Prom
 
   const startSession = (socket: Socket) => {
     const connection = new FramedConnection(socket, DEFAULT_LIMITS.preAuthFrameBytes);
-    const session = new CoordinatorSession(nextSessionId++, connection, resolved, rootLogger.child({ component: 'session' }), bundles, stats);
+    const session = new CoordinatorSession(nextSessionId++, connection, resolved, rootLogger.child({ component: 'session' }), bundles, stats, spares);
     sessions.add(session);
     stats.sessionsTotal++;
     stats.sessionsOpen++;
@@ -137,6 +139,7 @@ export async function startWorkerServer(options: WorkerServerOptions = {}): Prom
         log.info({ event: 'stopping', sessions: sessions.size });
         const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
         await Promise.all([...sessions].map((session) => session.stop(resolved.stopGraceMs)));
+        await spares.close();
         // What is left never got a session (a TLS handshake under way): nothing to clean up.
         for (const socket of sockets) socket.destroy();
         await stopped;

@@ -11,6 +11,7 @@ import type { FramedConnection } from './transport.js';
 import { WorkerInstance, type InstanceDeath } from './instance.js';
 import type { BundleCache } from './bundle-cache.js';
 import type { DaemonStats } from './daemon-stats.js';
+import type { SpareThreads } from './spare-threads.js';
 import type { ResolvedWorkerServerOptions } from './options.js';
 import { fitResultsFrame } from './result-frame.js';
 
@@ -47,7 +48,13 @@ export class CoordinatorSession {
 
   readonly #stats: DaemonStats;
 
-  constructor(id: number, connection: FramedConnection, options: ResolvedWorkerServerOptions, log: Logger, bundles: BundleCache, stats: DaemonStats) {
+  readonly #spares: SpareThreads;
+
+  constructor(
+    id: number, connection: FramedConnection, options: ResolvedWorkerServerOptions, log: Logger,
+    bundles: BundleCache, stats: DaemonStats, spares: SpareThreads,
+  ) {
+    this.#spares = spares;
     this.#bundles = bundles;
     this.#stats = stats;
     this.id = id;
@@ -107,6 +114,8 @@ export class CoordinatorSession {
         if (this.#expect('awaiting-bundle', message)) this.#bundleArrived?.(message);
         return;
       case 'jobs':
+        // Jobs sent before the coordinator read our goodbye are dropped: it hands them to others.
+        if (this.#state === 'shutting-down') return;
         if (this.#expect('serving', message)) this.#onJobs(message, owned);
         return;
       case 'cancel':
@@ -255,6 +264,7 @@ export class CoordinatorSession {
           });
         }
       },
+      this.#spares.take(),
     );
   }
 
