@@ -68,6 +68,7 @@ export async function startWorkerServer(options: WorkerServerOptions = {}): Prom
     void session.ended.then(() => {
       sessions.delete(session);
       stats.sessionsOpen--;
+      if (!closing) spares.refill();
     });
   };
 

@@ -1,7 +1,6 @@
 import { Worker } from 'node:worker_threads';
 
 const THREAD_ENTRY = new URL('./instance-thread.js', import.meta.url);
-const REFILL_DELAY_MS = 2_000;
 
 /**
  * Instance threads started ahead of need. A thread spends tens of milliseconds loading its code
@@ -12,40 +11,22 @@ export class SpareThreads {
   readonly #count: number;
   #ready: Worker[] = [];
   #closed = false;
-  #refillTimer: NodeJS.Timeout | null = null;
 
   constructor(count: number) {
     this.#count = count;
-    this.#refill();
+    this.refill();
   }
 
   /** A thread that has loaded (or is loading) its code; a fresh one if none is spare. */
   take(): Worker {
-    const worker = this.#ready.shift() ?? this.#spawn();
-    // Refill once the taker's setup is likely done: loading spares meanwhile would compete with it
-    // for the same cores.
-    if (!this.#refillTimer) {
-      this.#refillTimer = setTimeout(() => {
-        this.#refillTimer = null;
-        this.#refill();
-      }, REFILL_DELAY_MS);
-      this.#refillTimer.unref();
-    }
-    return worker;
+    return this.#ready.shift() ?? this.#spawn();
   }
 
-  async close(): Promise<void> {
-    this.#closed = true;
-    if (this.#refillTimer) clearTimeout(this.#refillTimer);
-    const spares = this.#ready.splice(0);
-    await Promise.all(spares.map((worker) => worker.terminate()));
-  }
-
-  #spawn(): Worker {
-    return new Worker(THREAD_ENTRY);
-  }
-
-  #refill(): void {
+  /**
+   * Tops the spares up again. Called when a session ends, not when one takes a thread: loading
+   * threads while sessions run jobs would take CPU from those jobs.
+   */
+  refill(): void {
     while (!this.#closed && this.#ready.length < this.#count) {
       const worker = this.#spawn();
       // A spare that dies unused is simply dropped; an error here is no session's business.
@@ -55,5 +36,15 @@ export class SpareThreads {
       });
       this.#ready.push(worker);
     }
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    const spares = this.#ready.splice(0);
+    await Promise.all(spares.map((worker) => worker.terminate()));
+  }
+
+  #spawn(): Worker {
+    return new Worker(THREAD_ENTRY);
   }
 }
