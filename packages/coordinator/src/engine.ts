@@ -394,17 +394,13 @@ export class Engine {
   }
 
   #onSlotLost(session: WorkerSession, message: SlotLostMessage): void {
+    // The daemon names the job the instance died on; one that died between jobs blames nobody.
     const loss: SlotLoss = message.batch === undefined || message.jobOffset === undefined
-      ? { kind: 'disconnected' }
+      ? { kind: 'retired' }
       : message.reason === 'timeout'
         ? { kind: 'timeout', batchId: message.batch, jobOffset: message.jobOffset }
         : { kind: 'crashed', batchId: message.batch, jobOffset: message.jobOffset, error: message.error };
-    if (message.batch === undefined) {
-      // Died between jobs: nobody to blame, everything it held goes back.
-      this.#removeSlot(session, message.slot, { kind: 'retired' });
-    } else {
-      this.#removeSlot(session, message.slot, loss);
-    }
+    this.#removeSlot(session, message.slot, loss);
     this.#recovering++;
     this.#pump();
   }

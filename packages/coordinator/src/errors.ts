@@ -48,14 +48,6 @@ export class InvalidOptionError extends MapScaleError {
   override readonly code = 'MS_INVALID_OPTION';
 }
 
-/** A worker disconnected or failed while it held jobs of this map. */
-export class WorkerLostError extends MapScaleError {
-  override readonly code = 'MS_WORKER_LOST';
-  constructor(readonly workerAddress: string, cause: Error) {
-    super(`worker ${workerAddress} was lost: ${cause.message}`, { cause });
-  }
-}
-
 /** A job kept killing the worker it ran on (`attempts` times, each time alone); it is not tried again. */
 export class WorkerCrashedError extends MapScaleError {
   override readonly code = 'MS_WORKER_CRASHED';

@@ -145,24 +145,13 @@ export function resolveProcessorOptions(options: ProcessorOptions = {}): Resolve
   if (secret !== undefined && (typeof secret !== 'string' || secret.length === 0)) {
     throw new InvalidOptionError('option "secret" must be a non-empty string');
   }
+  const given = Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined));
   return {
+    ...DEFAULT_PROCESSOR_OPTIONS,
+    ...given,
     secret,
-    connectTimeoutMs: options.connectTimeoutMs ?? DEFAULT_PROCESSOR_OPTIONS.connectTimeoutMs,
     logger: options.logger ?? pino({ level: 'warn' }, pino.destination({ dest: 2, sync: true })),
-    chunkSize: options.chunkSize ?? DEFAULT_PROCESSOR_OPTIONS.chunkSize,
-    localStartTimeoutMs: options.localStartTimeoutMs ?? DEFAULT_PROCESSOR_OPTIONS.localStartTimeoutMs,
-    jobTimeoutMs: options.jobTimeoutMs ?? DEFAULT_PROCESSOR_OPTIONS.jobTimeoutMs,
-    maxJobRetries: options.maxJobRetries ?? DEFAULT_PROCESSOR_OPTIONS.maxJobRetries,
-    heartbeatIntervalMs: options.heartbeatIntervalMs ?? DEFAULT_PROCESSOR_OPTIONS.heartbeatIntervalMs,
-    heartbeatTimeoutMs: options.heartbeatTimeoutMs ?? DEFAULT_PROCESSOR_OPTIONS.heartbeatTimeoutMs,
-    reconnectDelayMs: options.reconnectDelayMs ?? DEFAULT_PROCESSOR_OPTIONS.reconnectDelayMs,
-    maxReconnectDelayMs: options.maxReconnectDelayMs ?? DEFAULT_PROCESSOR_OPTIONS.maxReconnectDelayMs,
-    window: options.window ?? DEFAULT_PROCESSOR_OPTIONS.window,
-    workerOutput: options.workerOutput ?? DEFAULT_PROCESSOR_OPTIONS.workerOutput,
-    bundle: options.bundle ?? DEFAULT_PROCESSOR_OPTIONS.bundle,
-    tls: options.tls ?? DEFAULT_PROCESSOR_OPTIONS.tls,
-    maxFrameBytes: options.maxFrameBytes ?? DEFAULT_PROCESSOR_OPTIONS.maxFrameBytes,
-  };
+  } as ResolvedProcessorOptions;
 }
 
 function isPem(value: unknown): boolean {
