@@ -226,6 +226,55 @@ describe('Scheduler', () => {
       expect(s.nextDispatches()).to.have.length(1);
     });
 
+    describe('measured credit (batchesPerSlot left to the scheduler)', () => {
+      /** A slot whose batches measured `batchMs` each and whose worker is `roundTripMs` away. */
+      function measuredSlot(roundTripMs: number, batchMs: number, tuning: Partial<SchedulerTuning> = {}): Scheduler {
+        const s = scheduler({ chunkSize: 10, ...tuning }, [1]);
+        s.addRun(new MapRun(1, jobsOf(100)));
+        s.observeRoundTrip(1, roundTripMs);
+        for (const batch of s.nextDispatches()) answer(s, batch, size(batch), { busyMs: batchMs });
+        return s;
+      }
+
+      it('keeps one batch running and the next in hand while the round trip is short', () => {
+        expect(scheduler({}, [1]).creditOf(1), 'before any measurement').to.equal(2);
+        expect(measuredSlot(0.3, 4).creditOf(1)).to.equal(2);
+      });
+
+      it('covers a long round trip: 1 + ceil(round trip / batch time) batches in flight', () => {
+        expect(measuredSlot(40, 4).creditOf(1)).to.equal(11);
+        expect(measuredSlot(40, 20).creditOf(1)).to.equal(3);
+      });
+
+      it('dispatches up to the measured credit, assuming targetBatchMs until a batch is timed', () => {
+        const s = scheduler({ chunkSize: 1, targetBatchMs: 4 }, [1]);
+        const run = new MapRun(1, jobsOf(1000));
+        s.addRun(run);
+        s.observeRoundTrip(1, 40);
+        const first = s.nextDispatches();
+        expect(first).to.have.length(11);
+        for (const batch of first) answer(s, batch, 1, { busyMs: 20 });
+        expect(s.nextDispatches()).to.have.length(3);
+        expect(s.nextDispatches()).to.have.length(0);
+      });
+
+      it('never goes past maxBatchesPerSlot', () => {
+        expect(measuredSlot(10_000, 1, { maxBatchesPerSlot: 16 }).creditOf(1)).to.equal(16);
+      });
+
+      it('still stops at the in-flight byte budget however long the round trip', () => {
+        const s = scheduler({ chunkSize: 10, maxInFlightBytesPerSlot: 3500 }, [1]);
+        const run = new MapRun(1, jobsOf(1000));
+        run.perJobBytes = 100;
+        s.addRun(run);
+        s.observeRoundTrip(1, 1000);
+        expect(s.creditOf(1)).to.be.above(4);
+        // 1000 bytes a batch: dispatched while under 3500 bytes in flight.
+        expect(s.nextDispatches()).to.have.length(4);
+        expect(s.nextDispatches()).to.have.length(0);
+      });
+    });
+
     it('honours a fixed chunkSize, the last batch taking the remainder', () => {
       const s = scheduler({ chunkSize: 8 }, [1, 2]);
       const run = new MapRun(1, jobsOf(45));

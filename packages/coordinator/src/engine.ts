@@ -64,6 +64,13 @@ export interface WorkerStats {
   /** Times it was lost, and times it came back. */
   losses: number;
   reconnects: number;
+  /** The last heartbeat's round trip to it, in ms; undefined until one is answered. */
+  roundTripMs: number | undefined;
+  /**
+   * Batches each of its instances may have in flight now: one running, the next in hand, and more
+   * where the round trip is long next to a batch's run time (see Scheduler). 0 while it has none.
+   */
+  credit: number;
 }
 
 /** Where workers come from: a local daemon with N instances, or a daemon address. */
@@ -220,7 +227,7 @@ export class Engine {
     return {
       local, localWorkers: local ? spec.local : 0, label, address: local ? null : spec, daemon: null, session: null,
       failures: 0, joinedOnce: false, retry: null, retiring: false, removed: false,
-      stats: { address: label, state: 'connecting', slots: 0, jobs: 0, busyMs: 0, failures: 0, losses: 0, reconnects: 0 },
+      stats: { address: label, state: 'connecting', slots: 0, jobs: 0, busyMs: 0, failures: 0, losses: 0, reconnects: 0, roundTripMs: undefined, credit: 0 },
     };
   }
 
@@ -262,7 +269,13 @@ export class Engine {
 
   /** Per worker, as the coordinator sees it. */
   stats(): WorkerStats[] {
-    return this.#endpoints.map((e) => ({ ...e.stats, address: e.label }));
+    return this.#endpoints.map((e) => {
+      const ids = e.session ? [...(this.#sessionSlots.get(e.session)?.values() ?? [])] : [];
+      return {
+        ...e.stats, address: e.label, roundTripMs: e.session?.roundTripMs,
+        credit: Math.max(0, ...ids.map((id) => this.#scheduler.creditOf(id))),
+      };
+    });
   }
 
   /** One attempt to bring an endpoint up; on a passing failure it schedules the next. */
@@ -296,6 +309,7 @@ export class Engine {
       session.on('goodbye', (reason) => this.#onGoodbye(endpoint, session, reason));
       session.on('output', (message) => this.#onOutput(endpoint, session, message));
       session.on('lost', (reason) => this.#onLost(endpoint, session, reason));
+      session.on('round-trip', (ms) => this.#onRoundTrip(session, ms));
       const slots = await session.open(this.#code, this.#bundle);
       // While closing, maps that were called before shutdown() still need these workers.
       if (this.#status === 'closed' || endpoint.removed) {
@@ -346,6 +360,13 @@ export class Engine {
     this.#slots.set(id, { endpoint, session, slot });
     this.#sessionSlots.get(session)?.set(slot, id);
     this.#scheduler.addSlot(id);
+    if (session.roundTripMs !== undefined) this.#scheduler.observeRoundTrip(id, session.roundTripMs);
+  }
+
+  #onRoundTrip(session: WorkerSession, ms: number): void {
+    for (const id of this.#sessionSlots.get(session)?.values() ?? []) this.#scheduler.observeRoundTrip(id, ms);
+    // A longer round trip may have raised the credit: fill it.
+    this.#pump();
   }
 
   /** Takes a slot out of service; `loss` says whom to blame for the job it was running. */

@@ -21,8 +21,13 @@ export interface SchedulerTuning {
   targetBatchMs: number;
   /** Upper bound of one batch's job payload, so frames stay bounded. */
   maxBatchBytes: number;
-  /** Batches in flight per slot: one running, the next already in hand. */
-  batchesPerSlot: number;
+  /**
+   * Fixed batches in flight per slot; undefined sizes it per slot from measurements: one running,
+   * the next in hand, and as many more as cover the round trip to that worker (see #credit).
+   */
+  batchesPerSlot: number | undefined;
+  /** Upper bound of the measured credit, whatever the round trip. */
+  maxBatchesPerSlot: number;
   /** Upper bound of the estimated job bytes in flight per slot (memory). */
   maxInFlightBytesPerSlot: number;
   maxBatchJobs: number;
@@ -32,7 +37,8 @@ export const DEFAULT_SCHEDULER_TUNING: Readonly<SchedulerTuning> = Object.freeze
   chunkSize: undefined,
   targetBatchMs: 4,
   maxBatchBytes: 4 * 1024 * 1024,
-  batchesPerSlot: 2,
+  batchesPerSlot: undefined,
+  maxBatchesPerSlot: 64,
   maxInFlightBytesPerSlot: 32 * 1024 * 1024,
   maxBatchJobs: 50_000,
 });
@@ -45,6 +51,8 @@ export interface Batch {
   readonly end: number;
   /** Results received so far, counted from `start`. */
   received: number;
+  /** Time the worker reported running this batch's jobs, summed over its parts. */
+  busyMs: number;
   readonly estimatedBytes: number;
   /** Dispatched from the run's suspects: a loss while it runs may be its own fault. */
   readonly suspect: boolean;
@@ -55,7 +63,14 @@ interface SlotState {
   /** In dispatch order: the first is the one running, the others wait on the worker. */
   readonly inFlight: Batch[];
   inFlightBytes: number;
+  /** Measured time from sending a message to this slot's worker to its answer; 0 until measured. */
+  roundTripMs: number;
+  /** Measured time one batch takes to run on it (EWMA); undefined until a batch has finished. */
+  batchMs: number | undefined;
 }
+
+/** Fewest batches in flight per slot: one running, the next in hand. */
+const MIN_BATCHES_PER_SLOT = 2;
 
 /** Why a job failed: it threw, it kept killing its worker, or it ran over its time. */
 export type FailureKind = 'error' | 'crash' | 'timeout';
@@ -138,7 +153,19 @@ export class Scheduler {
   }
 
   addSlot(slotId: number): void {
-    this.#slots.set(slotId, { id: slotId, inFlight: [], inFlightBytes: 0 });
+    this.#slots.set(slotId, { id: slotId, inFlight: [], inFlightBytes: 0, roundTripMs: 0, batchMs: undefined });
+  }
+
+  /** The round trip to the slot's worker is now measured as `ms`. */
+  observeRoundTrip(slotId: number, ms: number): void {
+    const slot = this.#slots.get(slotId);
+    if (slot && ms >= 0) slot.roundTripMs = ms;
+  }
+
+  /** Batches the slot may have in flight now: fixed, or measured (see #credit). */
+  creditOf(slotId: number): number {
+    const slot = this.#slots.get(slotId);
+    return slot ? this.#credit(slot) : 0;
   }
 
   /**
@@ -270,8 +297,10 @@ export class Scheduler {
       return { completed: [], failed: [], cancelled: [], malformed: true };
     }
     batch.received += count;
+    if (busyMs > 0) batch.busyMs += busyMs;
     if (final || batch.received >= size) {
       this.#retire(batch);
+      this.#observeBatchTime(batch);
       // A final part that stops short hands the rest back rather than leaving it unanswered.
       if (batch.received < size && run.status === 'running') run.retry.push([batch.start + batch.received, batch.end]);
     }
@@ -342,8 +371,29 @@ export class Scheduler {
     }
   }
 
+  #observeBatchTime(batch: Batch): void {
+    const slot = this.#slots.get(batch.slotId);
+    if (!slot || batch.received === 0) return;
+    slot.batchMs = slot.batchMs === undefined ? batch.busyMs : slot.batchMs + EWMA_WEIGHT * (batch.busyMs - slot.batchMs);
+  }
+
+  /**
+   * Enough batches that the worker never waits for the next: while one runs, the answers to the
+   * batches before it and the requests for the ones after it are on the wire. With a round trip of
+   * R and batches of B ms, that takes 1 + ceil(R / B) in flight, at least 2, at most
+   * maxBatchesPerSlot, and the bytes bound (memory) applies on top. On loopback that is 2; across
+   * a 40 ms link with 4 ms batches it is 11.
+   */
+  #credit(slot: SlotState): number {
+    const t = this.#tuning;
+    if (t.batchesPerSlot !== undefined) return t.batchesPerSlot;
+    const batchMs = Math.max(slot.batchMs ?? t.targetBatchMs, 0.05);
+    const wanted = 1 + Math.ceil(slot.roundTripMs / batchMs);
+    return Math.min(t.maxBatchesPerSlot, Math.max(MIN_BATCHES_PER_SLOT, wanted));
+  }
+
   #hasCredit(slot: SlotState): boolean {
-    return slot.inFlight.length < this.#tuning.batchesPerSlot &&
+    return slot.inFlight.length < this.#credit(slot) &&
       (slot.inFlight.length === 0 || slot.inFlightBytes < this.#tuning.maxInFlightBytesPerSlot);
   }
 
@@ -371,7 +421,7 @@ export class Scheduler {
       run.next = end;
     }
     const estimatedBytes = (run.perJobBytes ?? 0) * (end - start);
-    const batch: Batch = { id: this.#nextBatchId++, slotId: slot.id, run, start, end, received: 0, estimatedBytes, suspect };
+    const batch: Batch = { id: this.#nextBatchId++, slotId: slot.id, run, start, end, received: 0, busyMs: 0, estimatedBytes, suspect };
     this.#batches.set(batch.id, batch);
     slot.inFlight.push(batch);
     slot.inFlightBytes += estimatedBytes;
@@ -387,7 +437,7 @@ export class Scheduler {
   #batchSize(run: MapRun): number {
     const t = this.#tuning;
     if (t.chunkSize !== undefined) return t.chunkSize;
-    const fairShare = Math.ceil(run.unassigned / Math.max(1, this.#slots.size * t.batchesPerSlot));
+    const fairShare = Math.ceil(run.unassigned / Math.max(1, this.#slots.size * (t.batchesPerSlot ?? MIN_BATCHES_PER_SLOT)));
     const byTime = run.perJobMs === undefined
       ? 4 * 2 ** Math.min(run.batchesSent, 12)
       : t.targetBatchMs / Math.max(run.perJobMs, 1e-6);

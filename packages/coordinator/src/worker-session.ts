@@ -11,6 +11,9 @@ import { explainHandshakeFailure, openConnection, type DaemonAddress } from './t
 import type { ProcessorTlsOptions } from './options.js';
 import { HeartbeatTimeoutError, SetupError } from './errors.js';
 
+/** Pings whose least round trip is taken as the round trip (about the last 8 s at the default pace). */
+const ROUND_TRIP_SAMPLES = 8;
+
 export type WorkerSessionState = 'connecting' | 'handshaking' | 'setting-up' | 'ready' | 'shutting-down' | 'closed';
 
 export interface WorkerSessionEvents {
@@ -27,6 +30,8 @@ export interface WorkerSessionEvents {
   goodbye: [string];
   /** The connection ended while it was expected to stay up. */
   lost: [MapScaleError];
+  /** A ping was answered after this many ms: what the scheduler sizes its credit from. */
+  'round-trip': [number];
 }
 
 export interface WorkerSessionOptions {
@@ -67,6 +72,11 @@ export class WorkerSession extends EventEmitter<WorkerSessionEvents> {
   #pendingError: MapScaleError | undefined;
   #heartbeat: NodeJS.Timeout | null = null;
   #lastHeard = 0;
+  /** The ping waiting for its pong, if any. */
+  #ping: { seq: number; sentAt: number } | null = null;
+  #roundTripMs: number | undefined;
+  #roundTrips: number[] = [];
+  #lastPingSeq = 0;
   /** The one reply this side is waiting for, if any: handshake, setup and shutdown are request/response. */
   #waiter: { accept: (message: DaemonMessage) => boolean; reject: (error: MapScaleError) => void } | null = null;
 
@@ -83,6 +93,11 @@ export class WorkerSession extends EventEmitter<WorkerSessionEvents> {
 
   get slots(): number {
     return this.#slots;
+  }
+
+  /** The last ping's round trip, once one was answered. */
+  get roundTripMs(): number | undefined {
+    return this.#roundTripMs;
   }
 
   get hostname(): string | undefined {
@@ -112,6 +127,8 @@ export class WorkerSession extends EventEmitter<WorkerSessionEvents> {
       clearTimeout(deadline);
     }
     this.#state = 'setting-up';
+    // Measured now, while the daemon is idle, the round trip sizes the first batches' credit.
+    this.#sendPing(connection);
     connection.send({ type: 'setup', code, slots: this.#welcome!.slots, forwardOutput: this.#options.forwardOutput });
     let reply = await this.#reply((m) => m.type === 'setup-done' || m.type === 'setup-failed' || m.type === 'need-bundle');
     if (reply.type === 'need-bundle') {
@@ -154,7 +171,6 @@ export class WorkerSession extends EventEmitter<WorkerSessionEvents> {
    */
   #startHeartbeat(connection: FramedConnection): void {
     const { heartbeatIntervalMs, heartbeatTimeoutMs } = this.#options;
-    let seq = 0;
     this.#lastHeard = performance.now();
     this.#heartbeat = setInterval(() => {
       const silentFor = performance.now() - this.#lastHeard;
@@ -163,9 +179,27 @@ export class WorkerSession extends EventEmitter<WorkerSessionEvents> {
         connection.destroy();
         return;
       }
-      connection.send({ type: 'ping', seq: ++seq });
+      this.#sendPing(connection);
     }, Math.min(heartbeatIntervalMs, heartbeatTimeoutMs / 2));
     this.#heartbeat.unref();
+  }
+
+  #sendPing(connection: FramedConnection): void {
+    const seq = (this.#ping?.seq ?? this.#lastPingSeq) + 1;
+    this.#lastPingSeq = seq;
+    this.#ping = { seq, sentAt: performance.now() };
+    connection.send({ type: 'ping', seq });
+  }
+
+  /**
+   * The round trip is the least of the last few pings: a ping that waited behind a busy event
+   * loop or a big frame measures queueing, which more batches in flight would only lengthen.
+   */
+  #observeRoundTrip(ms: number): void {
+    this.#roundTrips.push(ms);
+    if (this.#roundTrips.length > ROUND_TRIP_SAMPLES) this.#roundTrips.shift();
+    this.#roundTripMs = Math.min(...this.#roundTrips);
+    this.emit('round-trip', this.#roundTripMs);
   }
 
   /** Runs cleanup() on every instance of this session; resolves to the failures, then closes. */
@@ -213,6 +247,13 @@ export class WorkerSession extends EventEmitter<WorkerSessionEvents> {
   #onMessage(message: Message): void {
     this.#lastHeard = performance.now();
     const daemonMessage = message as DaemonMessage;
+    if (daemonMessage.type === 'pong') {
+      if (this.#ping?.seq === daemonMessage.seq) {
+        this.#observeRoundTrip(this.#lastHeard - this.#ping.sentAt);
+        this.#ping = null;
+      }
+      return;
+    }
     if (daemonMessage.type === 'output') {
       // Setup and cleanup print too, before 'ready' and after 'shutdown'.
       this.emit('output', daemonMessage);
@@ -222,8 +263,6 @@ export class WorkerSession extends EventEmitter<WorkerSessionEvents> {
       switch (daemonMessage.type) {
         case 'results':
           if (this.#state === 'ready') this.emit('results', daemonMessage);
-          return;
-        case 'pong':
           return;
         case 'slot-lost':
           if (this.#state === 'ready') this.emit('slot-lost', daemonMessage);
