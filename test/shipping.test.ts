@@ -3,7 +3,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { expect } from 'chai';
-import { JobError, ModuleScopeError, Processor, ShippingError, WorkFunction } from 'mapscale';
+import { JobError, ModuleScopeError, Processor, SetupError, ShippingError, WorkFunction } from 'mapscale';
 import { ForgetfulGreeter, Greeter } from './fixtures/module-scoped.js';
 import { Power, ScaledPlusOne } from './fixtures/work-functions.js';
 import { withDaemons } from './helpers/daemon.js';
@@ -65,6 +65,28 @@ describe('shipping the work function', () => {
     const mapper = new Processor(new Greeter('?'), 2);
     try {
       expect(await mapper.map(['ada', 'bob'])).to.deep.equal(['HELLO ADA!?', 'HELLO BOB!?']);
+    } finally {
+      await mapper.shutdown();
+    }
+  });
+
+  it('ships a class from a module that also holds the app (and imports Processor), running no app code on the workers', async () => {
+    const { main } = await import('./fixtures/bundled/app-and-work.js');
+    await withDaemons(1, { workers: 2 }, async ([daemon]) => {
+      expect(await main([daemon!.address])).to.deep.equal([3, 6, 9]);
+    });
+    expect(await main(1)).to.deep.equal([3, 6, 9]);
+  });
+
+  it('fails setup with a clear error when the module starts a Processor at its top level, which would run on every worker', async () => {
+    // Here, in the app, the module's own top-level Processor is not started.
+    (globalThis as { mapscaleTestApp?: boolean }).mapscaleTestApp = true;
+    const { Doubler } = await import('./fixtures/bundled/app-at-top-level.js');
+    const mapper = new Processor(new Doubler(), 1);
+    try {
+      const error = await mapper.map([1]).then(() => null, (e: unknown) => e);
+      expect(error).to.be.instanceOf(SetupError);
+      expect(((error as SetupError).cause as Error).message).to.include('Processor from \'mapscale\' cannot be used inside a worker');
     } finally {
       await mapper.shutdown();
     }

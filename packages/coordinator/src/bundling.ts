@@ -17,6 +17,31 @@ export interface Bundle {
  */
 export const RUNTIME_GLOBAL = 'mapscale.runtime';
 
+/**
+ * The bundle's stand-in for the `mapscale` package: every name the package exports, so a module
+ * that also holds app code (`import { Processor, WorkFunction } from 'mapscale'`) bundles. What the
+ * worker provides (WorkFunction, the error classes) is the worker's own; constants are copied; any
+ * other function throws when used, because top-level app code in the module runs on every worker
+ * that imports it.
+ */
+async function runtimeModuleSource(): Promise<string> {
+  const surface = await import('./index.js') as Record<string, unknown>;
+  const lines = [
+    `const runtime = globalThis[Symbol.for(${JSON.stringify(RUNTIME_GLOBAL)})];`,
+    `if (!runtime) throw new Error('this bundle runs only inside a MapScale worker');`,
+    'const unavailable = (name) => function () {',
+    '  throw new Error(`${name} from \'mapscale\' cannot be used inside a worker: a worker imports the module that ' +
+      'defines the work function, so code at its top level runs there too. Keep the app (new Processor, map) in ' +
+      'another module, or behind a check that it is the main module.`);',
+    '};',
+  ];
+  for (const [name, value] of Object.entries(surface).sort(([a], [b]) => a.localeCompare(b))) {
+    const fallback = typeof value === 'function' ? `unavailable(${JSON.stringify(name)})` : JSON.stringify(value) ?? 'undefined';
+    lines.push(`export const ${name} = runtime.${name} ?? ${fallback};`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
 /** Packages whose presence marks a native addon: such a package runs only as installed on the worker host. */
 const NATIVE_LOADERS = ['node-gyp-build', 'bindings', 'prebuild-install', 'node-pre-gyp', '@mapbox/node-pre-gyp', 'node-gyp-build-optional-packages'];
 
@@ -58,6 +83,7 @@ export async function bundleModule(moduleUrl: string, className: string, externa
     throw new ShippingError(`bundling ${className}'s module needs esbuild, which could not be loaded: ${(error as Error).message}`, { cause: error });
   }
   const entry = fileURLToPath(moduleUrl);
+  const runtimeSource = await runtimeModuleSource();
   const externals = new Set(external.map(packageName));
   try {
     const result = await esbuild.build({
@@ -72,12 +98,7 @@ export async function bundleModule(moduleUrl: string, className: string, externa
         name: 'mapscale-workers',
         setup(build) {
           build.onResolve({ filter: /^mapscale$/ }, () => ({ path: 'mapscale', namespace: 'mapscale-runtime' }));
-          build.onLoad({ filter: /.*/, namespace: 'mapscale-runtime' }, () => ({
-            contents: `const runtime = globalThis[Symbol.for(${JSON.stringify(RUNTIME_GLOBAL)})];\n` +
-              `if (!runtime) throw new Error('this bundle runs only inside a MapScale worker');\n` +
-              'export const WorkFunction = runtime.WorkFunction;\n',
-            loader: 'js',
-          }));
+          build.onLoad({ filter: /.*/, namespace: 'mapscale-runtime' }, () => ({ contents: runtimeSource, loader: 'js' }));
           build.onResolve({ filter: /^[^./]/ }, async (args) => {
             if (args.namespace === 'mapscale-runtime' || args.path.startsWith('node:')) return undefined;
             const name = packageName(args.path);

@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
 import { hostname } from 'node:os';
 import { pathToFileURL } from 'node:url';
+import * as protocol from '@mapscale/protocol';
 import { createCodec, type ShippedCode } from '@mapscale/protocol';
 import { WorkFunction } from './work-function.js';
 import { ModuleScopeError, RestoreError } from './errors.js';
@@ -20,8 +21,11 @@ export interface RestoredWorkFunction {
 
 const codec = createCodec();
 
-/** What `import { WorkFunction } from 'mapscale'` means inside a bundle (see the coordinator's bundling). */
-(globalThis as Record<symbol, unknown>)[Symbol.for('mapscale.runtime')] = { WorkFunction };
+/** What `import { … } from 'mapscale'` means inside a bundle (see the coordinator's bundling). */
+(globalThis as Record<symbol, unknown>)[Symbol.for('mapscale.runtime')] = {
+  WorkFunction, ModuleScopeError, RestoreError,
+  MapScaleError: protocol.MapScaleError, MAPSCALE_VERSION: protocol.MAPSCALE_VERSION, PROTOCOL_VERSION: protocol.PROTOCOL_VERSION,
+};
 
 export async function restoreWorkFunction(code: ShippedCode, bundlePath?: string): Promise<RestoredWorkFunction> {
   switch (code.kind) {
