@@ -1,14 +1,16 @@
 /**
  * One process of the raw-transport reference: listens on loopback, serves exactly one connection,
  * answers each frame of jobs with a frame of results, then exits. Run as
- * `node raw-child.js <compute> <setupMs>`; prints {"event":"listening","port":N} when ready.
+ * `node raw-child.js <compute> <setupMs> [thread]`; prints {"event":"listening","port":N} when ready.
+ * With `thread`, frames are computed on one worker thread (see raw-thread.ts) instead of the socket's.
  */
 import { createServer } from 'node:net';
+import { Worker } from 'node:worker_threads';
 import { Packr, Unpackr } from 'msgpackr';
 import { COMPUTE, setupDelay, type ComputeName } from './work.js';
 import { FrameReader, FrameWriter } from './raw-frames.js';
 
-const [computeName, setupMsArg] = process.argv.slice(2);
+const [computeName, setupMsArg, mode] = process.argv.slice(2);
 const fn = COMPUTE[computeName as ComputeName] as ((job: unknown) => unknown) | undefined;
 if (!fn) {
   process.stderr.write(`raw-child: unknown compute ${computeName}\n`);
@@ -23,13 +25,31 @@ process.stdin.on('end', () => process.exit(0));
 process.stdin.on('error', () => process.exit(0));
 process.stdin.resume();
 
-await setupDelay(Number(setupMsArg) || 0);
+const setupMs = Number(setupMsArg) || 0;
+let thread: Worker | null = null;
+if (mode === 'thread') {
+  thread = new Worker(new URL('./raw-thread.js', import.meta.url), { workerData: { compute: computeName, setupMs } });
+  await new Promise((resolve, reject) => {
+    thread!.once('message', resolve);
+    thread!.once('error', reject);
+  });
+} else {
+  await setupDelay(setupMs);
+}
 
 const server = createServer({ noDelay: true }, (socket) => {
   server.close();
   const reader = new FrameReader();
   const writer = new FrameWriter(socket);
+  // The thread answers frames in order; each answer goes straight out.
+  thread?.on('message', (out: Uint8Array) => writer.write(Buffer.from(out.buffer, out.byteOffset, out.byteLength)));
   socket.on('data', (chunk) => reader.push(chunk, (body) => {
+    if (thread) {
+      // A whole frame body has a buffer of its own (FrameReader allocates it): transfer, not copy.
+      const own = body.byteOffset === 0 && body.byteLength === body.buffer.byteLength ? body : Buffer.from(body);
+      thread.postMessage(own, [own.buffer as ArrayBuffer]);
+      return;
+    }
     const jobs = unpackr.unpack(body) as unknown[];
     const results = new Array(jobs.length);
     for (let i = 0; i < jobs.length; i++) results[i] = fn(jobs[i]);

@@ -119,6 +119,7 @@ function contenders(daemon: Daemon, secret: string): Contender[] {
       id: 'piscina-batched', supports: (spec) => spec.piscinaChunk !== undefined, open: (spec) => openPiscina(spec, spec.piscinaChunk),
     },
     raw: { id: 'raw', supports: () => true, open: (spec) => openRaw(spec, WORKERS) },
+    'raw-thread': { id: 'raw-thread', supports: () => true, open: (spec) => openRaw(spec, WORKERS, true) },
   };
   return CONTENDER_IDS.map((id) => byId[id]);
 }

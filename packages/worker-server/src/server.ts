@@ -33,14 +33,20 @@ const REFUSAL_LINGER_MS = 500;
 const TLS_HANGUPS: ReadonlySet<string> = new Set(['ECONNRESET', 'EPIPE']);
 
 /** Starts a worker daemon; resolves once it is listening. */
-export async function startWorkerServer(options: WorkerServerOptions = {}): Promise<WorkerServer> {
+export async function startWorkerServer(options: WorkerServerOptions = {}, startedSpares?: SpareThreads): Promise<WorkerServer> {
   const rootLogger = options.logger ?? pino({ level: 'info' });
-  const resolved = resolveWorkerServerOptions(options, rootLogger);
+  let resolved: ResolvedWorkerServerOptions;
+  try {
+    resolved = resolveWorkerServerOptions(options, rootLogger);
+  } catch (error) {
+    await startedSpares?.close();
+    throw error;
+  }
   const log = rootLogger.child({ component: 'worker-server' });
   const sessions = new Set<CoordinatorSession>();
   const bundles = new BundleCache(resolved.cacheDir, resolved.cacheMaxBytes, rootLogger);
   const stats = new DaemonStats();
-  const spares = new SpareThreads(resolved.workers);
+  const spares = startedSpares ?? new SpareThreads(resolved.workers);
   /** Every accepted TCP connection until it closes, TLS handshakes included: what the caps count. */
   const sockets = new Set<Socket>();
   let nextSessionId = 1;
