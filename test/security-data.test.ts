@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { JobError, Processor, WorkFunction } from 'mapscale';
+import { JobError, Processor, SetupError, WorkFunction } from 'mapscale';
 import { createCodec, decodeMessage, encodeMessage, type Message } from '@mapscale/protocol';
 import { withDaemons } from './helpers/daemon.js';
 
@@ -9,6 +9,22 @@ const LIMIT = 1024 * 1024;
 class Bloat extends WorkFunction<number, string> {
   call(n: number): string {
     return 'x'.repeat(n);
+  }
+}
+
+/** What a careless job does with big data: throws it, prints it, fails setup with it. */
+class Oversharing extends WorkFunction<{ throwMessage?: number; throwProp?: number; print?: number; many?: boolean }, string> {
+  constructor(private readonly setupMessage = 0) {
+    super();
+  }
+  override setup(): void {
+    if (this.setupMessage > 0) throw new Error('s'.repeat(this.setupMessage));
+  }
+  call(job: { throwMessage?: number; throwProp?: number; print?: number }): string {
+    if (job.print) console.log('p'.repeat(job.print));
+    if (job.throwMessage) throw new Error('m'.repeat(job.throwMessage));
+    if (job.throwProp) throw Object.assign(new Error('a big property'), { data: Buffer.alloc(job.throwProp, 1), code: 'E_BIG' });
+    return 'ok';
   }
 }
 
@@ -111,6 +127,75 @@ describe('security: data after authentication', () => {
 
     it('refuses a coordinator maxFrameBytes below 1 KiB', () => {
       expect(() => new Processor(new Bloat(), ['127.0.0.1:1'], { maxFrameBytes: 100 })).to.throw(/maxFrameBytes/);
+    });
+  });
+
+  describe('errors and output bigger than a frame', () => {
+    it('cuts what a job throws to a size that travels: a JobError, the connection and the workers stay up', async () => {
+      await withDaemons(1, { workers: 1, args: ['--max-frame-bytes', String(LIMIT)] }, async ([daemon]) => {
+        const mapper = new Processor(new Oversharing(), [daemon!.address], { chunkSize: 1, workerOutput: 'off' });
+        const lost: unknown[] = [];
+        mapper.on('worker-lost', (event) => lost.push(event));
+        try {
+          const error = await mapper.map([{}, { throwMessage: 4 * LIMIT }]).then(() => null, (e: unknown) => e);
+          expect(error).to.be.instanceOf(JobError);
+          const cause = (error as JobError).cause as Error;
+          expect(cause.message.startsWith('mmmm')).to.equal(true);
+          expect(cause.message).to.match(/more characters cut\]$/);
+          expect(cause.message.length).to.be.below(LIMIT);
+
+          const propError = await mapper.map([{ throwProp: 4 * LIMIT }]).then(() => null, (e: unknown) => e);
+          const propCause = (propError as JobError).cause as Error & { code: string; data: unknown };
+          expect(propCause.code).to.equal('E_BIG');
+          expect(propCause.data).to.be.a('string').and.match(/^\[left out: /);
+
+          // Many errors of one part, together over the limit: each job still fails with its own name and message.
+          const batched = new Processor(new Oversharing(), [daemon!.address], { chunkSize: 40 });
+          const settled = await batched.map(Array.from({ length: 40 }, () => ({ throwMessage: 60_000 })), { settle: true })
+            .finally(() => batched.shutdown()) as unknown as { status: string; reason: JobError }[];
+          expect(settled.every((s) => s.status === 'rejected' && (s.reason.cause as Error).message.startsWith('mmmm'))).to.equal(true);
+
+          expect(await mapper.map([{}, { print: 4 * LIMIT }])).to.deep.equal(['ok', 'ok']);
+          expect(lost).to.deep.equal([]);
+          expect(daemon!.logs.some((l) => l.event === 'session-failed')).to.equal(false);
+        } finally {
+          await mapper.shutdown();
+        }
+      });
+    });
+
+    it('forwards a huge console.log cut to 64 Ki characters, to the app\'s stderr', async () => {
+      await withDaemons(1, { workers: 1, args: ['--max-frame-bytes', String(LIMIT)] }, async ([daemon]) => {
+        const printed: string[] = [];
+        const original = process.stderr.write.bind(process.stderr);
+        const mapper = new Processor(new Oversharing(), [daemon!.address]);
+        try {
+          process.stderr.write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
+            if (String(chunk).includes('ppp')) printed.push(String(chunk));
+            else return (original as (...args: unknown[]) => boolean)(chunk, ...rest);
+            return true;
+          }) as typeof process.stderr.write;
+          expect(await mapper.map([{ print: 4 * LIMIT }])).to.deep.equal(['ok']);
+        } finally {
+          process.stderr.write = original;
+          await mapper.shutdown();
+        }
+        expect(printed).to.have.length(1);
+        expect(printed[0]).to.include(`${4 * LIMIT - 64 * 1024} more characters cut]`);
+      });
+    });
+
+    it('fails a setup that throws a huge error with SetupError, not a broken connection', async () => {
+      await withDaemons(1, { workers: 1, args: ['--max-frame-bytes', String(LIMIT)] }, async ([daemon]) => {
+        const mapper = new Processor(new Oversharing(4 * LIMIT), [daemon!.address]);
+        try {
+          const error = await mapper.map([{}]).then(() => null, (e: unknown) => e);
+          expect(error).to.be.instanceOf(SetupError);
+          expect(((error as SetupError).cause as Error).message).to.match(/^s+… \[\d+ more characters cut\]$/);
+        } finally {
+          await mapper.shutdown();
+        }
+      });
     });
   });
 

@@ -29,21 +29,73 @@ export interface SerializedError {
 
 const MAX_CAUSE_DEPTH = 8;
 
+/**
+ * What one error may bring along, so that whatever a job throws (a 100 MB message, a Buffer in a
+ * property) travels as an error and never as a frame the peer must refuse: at most 8 causes deep,
+ * each with a message and a stack cut at 64 Ki characters and own properties of 64 KiB packed.
+ */
+export const ERROR_LIMITS = Object.freeze({
+  textChars: 64 * 1024,
+  nameChars: 1024,
+  propBytes: 16 * 1024,
+  propsBytes: 64 * 1024,
+});
+
+/** `text` cut to `max` characters, saying how much was cut. */
+export function truncateText(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max)}… [${text.length - max} more characters cut]`;
+}
+
 export function serializeError(error: unknown, depth = 0): SerializedError {
   if (!(error instanceof Error)) {
-    return { name: 'NonErrorThrown', message: describeThrown(error), props: { value: carriable(error) } };
+    return { name: 'NonErrorThrown', message: truncateText(describeThrown(error), ERROR_LIMITS.textChars), props: boundedProps([['value', error]]) };
   }
-  const props: Record<string, unknown> = {};
-  for (const key of Object.keys(error)) {
-    if (key === 'cause' || key === 'stack' || key === 'message' || key === 'name') continue;
-    props[key] = carriable((error as unknown as Record<string, unknown>)[key]);
-  }
-  const out: SerializedError = { name: error.name, message: error.message, stack: error.stack };
+  const props = boundedProps(Object.keys(error)
+    .filter((key) => key !== 'cause' && key !== 'stack' && key !== 'message' && key !== 'name')
+    .map((key) => [key, (error as unknown as Record<string, unknown>)[key]]));
+  const out: SerializedError = {
+    name: truncateText(String(error.name), ERROR_LIMITS.nameChars),
+    message: truncateText(String(error.message), ERROR_LIMITS.textChars),
+    stack: typeof error.stack === 'string' ? truncateText(error.stack, ERROR_LIMITS.textChars) : undefined,
+  };
   if (Object.keys(props).length > 0) out.props = props;
   if ('cause' in error && error.cause !== undefined && depth < MAX_CAUSE_DEPTH) {
-    out.cause = error.cause instanceof Error ? serializeError(error.cause, depth + 1) : { value: carriable(error.cause) };
+    out.cause = error.cause instanceof Error ? serializeError(error.cause, depth + 1) : { value: boundedProps([['value', error.cause]]).value };
   }
   return out;
+}
+
+/** Own properties as they can travel: each one carriable and at most propBytes, all of them at most propsBytes. */
+function boundedProps(entries: [string, unknown][]): Record<string, unknown> {
+  const props: Record<string, unknown> = {};
+  let total = 0;
+  for (const [key, raw] of entries) {
+    let value = carriable(raw);
+    let size = packedSize(value);
+    if (size > ERROR_LIMITS.propBytes) {
+      value = typeof value === 'string'
+        ? truncateText(value, ERROR_LIMITS.propBytes / 4)
+        : `[left out: ${describe(raw).slice(0, 80)}, ${size} bytes packed, over ${ERROR_LIMITS.propBytes}]`;
+      size = packedSize(value);
+    }
+    total += size + key.length;
+    if (total > ERROR_LIMITS.propsBytes) {
+      props['…'] = `[${entries.length - Object.keys(props).length} more properties left out: over ${ERROR_LIMITS.propsBytes} bytes in all]`;
+      break;
+    }
+    props[key] = value;
+  }
+  return props;
+}
+
+function packedSize(value: unknown): number {
+  if (typeof value === 'string') return Buffer.byteLength(value);
+  if (value === null || typeof value !== 'object' && typeof value !== 'bigint') return 9;
+  try {
+    return probe.pack(value).length;
+  } catch {
+    return Infinity;
+  }
 }
 
 /** Rebuilds an Error that reads like the original: same name, message, stack, props and cause chain. */

@@ -6,7 +6,7 @@
 import { parentPort } from 'node:worker_threads';
 import { format } from 'node:util';
 import { performance } from 'node:perf_hooks';
-import { createCodec, serializeError, type SerializedError } from '@mapscale/protocol';
+import { createCodec, serializeError, truncateText, type SerializedError } from '@mapscale/protocol';
 import { explainScopeError, restoreWorkFunction, type RestoredWorkFunction } from './restore.js';
 import { PROGRESS, type FromInstance, type ToInstance } from './instance-protocol.js';
 
@@ -30,6 +30,8 @@ function post(message: FromInstance, transfer?: ArrayBuffer[]): void {
  * job, instead of straight to the daemon's stdout (which carries its JSON log).
  */
 let phase: 'setup' | 'call' | 'cleanup' = 'setup';
+/** One console call's text is cut here: a huge dump must not become a frame the coordinator refuses. */
+const MAX_OUTPUT_CHARS = 64 * 1024;
 function captureConsole(): void {
   const streams: [keyof Console, 'stdout' | 'stderr'][] = [
     ['log', 'stdout'], ['info', 'stdout'], ['debug', 'stdout'], ['warn', 'stderr'], ['error', 'stderr'], ['trace', 'stderr'],
@@ -38,7 +40,7 @@ function captureConsole(): void {
     (console as unknown as Record<string, unknown>)[method] = (...args: unknown[]) => {
       const batch = progress[PROGRESS.batch]!;
       post({
-        kind: 'output', stream, text: format(...args), phase,
+        kind: 'output', stream, text: truncateText(format(...args), MAX_OUTPUT_CHARS), phase,
         ...(phase === 'call' && batch !== 0 ? { batch, jobOffset: progress[PROGRESS.jobOffset]! } : {}),
       });
     };

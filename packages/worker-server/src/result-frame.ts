@@ -1,4 +1,4 @@
-import { encodeMessage, serializeError, type ResultsMessage, type SerializedError } from '@mapscale/protocol';
+import { encodeMessage, serializeError, truncateText, type ResultsMessage, type SerializedError } from '@mapscale/protocol';
 import { ResultTooLargeError } from './errors.js';
 
 /**
@@ -24,14 +24,23 @@ export function fitResultsFrame(message: ResultsMessage, maxFrameBytes: number):
   const tooLarge: SerializedError = serializeError(new ResultTooLargeError(size, maxFrameBytes, count));
   // The relay's stack says nothing about the job; left out, the error stays small however many jobs share it.
   delete tooLarge.stack;
-  // A job that threw keeps its own error.
+  // A job that threw keeps its own error; if those are what is too big, each keeps its name and the start of its message.
   const thrown = new Map(message.errors ?? []);
-  return {
+  const fitted = (keep: (error: SerializedError) => SerializedError): ResultsMessage => ({
     ...message,
     payload: msgpackNulls(count),
-    errors: Array.from({ length: count }, (_, i): [number, SerializedError] => [i, thrown.get(i) ?? tooLarge]),
-  };
+    errors: Array.from({ length: count }, (_, i): [number, SerializedError] => {
+      const own = thrown.get(i);
+      return [i, own ? keep(own) : tooLarge];
+    }),
+  });
+  const whole = fitted((error) => error);
+  if (thrown.size === 0 || encodeMessage(whole).length <= maxFrameBytes) return whole;
+  return fitted((error) => ({ name: error.name, message: truncateText(error.message, COMPACT_MESSAGE_CHARS) }));
 }
+
+/** What is left of a job's own error when a part's errors together are too big for a frame. */
+const COMPACT_MESSAGE_CHARS = 1024;
 
 /** Element count from a msgpack array header (fixarray, array 16, array 32). */
 export function msgpackArrayLength(bytes: Uint8Array): number | undefined {
