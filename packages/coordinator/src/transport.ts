@@ -27,7 +27,9 @@ export function parseAddress(address: string): DaemonAddress {
  * handshake, the daemon's certificate verified) within a deadline, and hands back a framed
  * message stream. Failures become ConnectError, or TLSError once TCP is up, naming the address.
  */
-export function openConnection(address: DaemonAddress, timeoutMs: number, maxFrameBytes: number, tls?: ProcessorTlsOptions): Promise<FramedConnection> {
+export function openConnection(
+  address: DaemonAddress, timeoutMs: number, maxFrameBytes: number, tls?: ProcessorTlsOptions, signal?: AbortSignal,
+): Promise<FramedConnection> {
   return new Promise((resolve, reject) => {
     let tcpUp = false;
     const socket: Socket = tls
@@ -43,10 +45,15 @@ export function openConnection(address: DaemonAddress, timeoutMs: number, maxFra
       })
       : netConnect({ host: address.host, port: address.port });
     // A connection still being opened must not keep the app alive (a reconnect to an unreachable
-    // host after shutdown, say); callers that wait for it hold the process themselves.
+    // host after shutdown, say); callers that wait for it hold the process themselves. Unref'ing is
+    // not enough while the connect request is pending (libuv keeps the loop alive for it), so a
+    // caller that gives up aborts, which destroys the socket.
     socket.unref();
+    const onAbort = () => fail(undefined, 'the attempt was given up');
+    signal?.addEventListener('abort', onAbort, { once: true });
     const fail = (error: Error | undefined, what: string) => {
       clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
       socket.destroy();
       reject(tls && tcpUp
         ? tlsFailure(address, error, what)
@@ -62,6 +69,7 @@ export function openConnection(address: DaemonAddress, timeoutMs: number, maxFra
     });
     socket.once(tls ? 'secureConnect' : 'connect', () => {
       clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
       socket.removeAllListeners('error');
       socket.removeAllListeners('close');
       resolve(new FramedConnection(socket, maxFrameBytes));

@@ -72,6 +72,8 @@ export class WorkerSession extends EventEmitter<WorkerSessionEvents> {
   #pendingError: MapScaleError | undefined;
   #heartbeat: NodeJS.Timeout | null = null;
   #lastHeard = 0;
+  /** Aborted when the session is given up while its connection is still being opened. */
+  readonly #opening = new AbortController();
   /** The ping waiting for its pong, if any. */
   #ping: { seq: number; sentAt: number } | null = null;
   #roundTripMs: number | undefined;
@@ -109,7 +111,7 @@ export class WorkerSession extends EventEmitter<WorkerSessionEvents> {
    * for it) and waits for every instance's setup().
    */
   async open(code: ShippedCode, bundle?: { hash: string; source: Uint8Array }): Promise<number> {
-    const connection = await openConnection(this.address, this.#options.connectTimeoutMs, DEFAULT_LIMITS.preAuthFrameBytes, this.#options.tls);
+    const connection = await openConnection(this.address, this.#options.connectTimeoutMs, DEFAULT_LIMITS.preAuthFrameBytes, this.#options.tls, this.#opening.signal);
     this.#connection = connection;
     connection.unref();
     connection.on('message', (message) => this.#onMessage(message));
@@ -205,6 +207,7 @@ export class WorkerSession extends EventEmitter<WorkerSessionEvents> {
   /** Runs cleanup() on every instance of this session; resolves to the failures, then closes. */
   async shutdown(): Promise<{ slot: number; error: Error }[]> {
     const connection = this.#connection;
+    if (!connection) this.#opening.abort();
     if (!connection || this.#state === 'closed') return [];
     if (this.#state !== 'ready') {
       connection.destroy();
@@ -220,6 +223,7 @@ export class WorkerSession extends EventEmitter<WorkerSessionEvents> {
 
   /** Drops the connection at once; used when the session is no longer wanted. */
   destroy(): void {
+    this.#opening.abort();
     this.#connection?.destroy();
   }
 
