@@ -12,6 +12,8 @@ export interface BenchResults {
   /** W1: this (parent) process's CPU seconds per million jobs, for contenders whose workers run elsewhere. */
   w1Cpu: Partial<Record<ContenderId, Series>>;
   capacity: { jobsPerSecond: Series; cpuPerMillion: Series } | null;
+  /** Loopback TCP against a Unix domain socket, between this process and a child. */
+  transport: Record<'tcp' | 'unix', { roundTripMs: Series; mibPerSecond: Series }> | null;
   failures: string[];
 }
 
@@ -94,21 +96,23 @@ function targetCell(workload: WorkloadId, results: BenchResults, id: ContenderId
 export function renderTables(specs: Record<WorkloadId, WorkloadSpec>, results: BenchResults, meta: ReportMeta): string {
   const lines: string[] = [];
   const runsNote = meta.runs > 1 ? `medians of ${meta.runs} runs (min–max)` : '1 run';
-  lines.push(`### Medians (${runsNote})`, '');
-  lines.push(`| workload | unit | ${CONTENDER_IDS.map((id) => CONTENDER_LABELS[id]).join(' | ')} |`);
-  lines.push(`|---|---|${CONTENDER_IDS.map(() => '---').join('|')}|`);
-  for (const w of meta.workloads) {
-    lines.push(`| ${specs[w].title} | ${specs[w].unit} | ${CONTENDER_IDS.map((id) => cell(w, results.values[w][id])).join(' | ')} |`);
-  }
-  lines.push('', '### MapScale / peer (median of same-run ratios)', '');
-  lines.push('Above 1× is better for W1–W3 (throughput), below 1× is better for W4 and latency (time).', '');
-  lines.push(`| workload | MapScale | ${PEER_IDS.map((id) => `vs ${CONTENDER_LABELS[id]}`).join(' | ')} | issue 3 target |`);
-  lines.push(`|---|---|${PEER_IDS.map(() => '---').join('|')}|---|`);
-  for (const w of meta.workloads) {
-    for (const id of MAPSCALE_IDS) {
-      const own = results.values[w][id];
-      lines.push(`| ${w === 'latency' ? 'latency' : w.toUpperCase()} (${specs[w].higherIsBetter ? 'higher' : 'lower'} is better) | ${CONTENDER_LABELS[id]} | ${
-        PEER_IDS.map((peer) => formatRatio(ratio(own, results.values[w][peer]))).join(' | ')} | ${targetCell(w, results, id)} |`);
+  if (meta.workloads.length > 0) {
+    lines.push(`### Medians (${runsNote})`, '');
+    lines.push(`| workload | unit | ${CONTENDER_IDS.map((id) => CONTENDER_LABELS[id]).join(' | ')} |`);
+    lines.push(`|---|---|${CONTENDER_IDS.map(() => '---').join('|')}|`);
+    for (const w of meta.workloads) {
+      lines.push(`| ${specs[w].title} | ${specs[w].unit} | ${CONTENDER_IDS.map((id) => cell(w, results.values[w][id])).join(' | ')} |`);
+    }
+    lines.push('', '### MapScale / peer (median of same-run ratios)', '');
+    lines.push('Above 1× is better for W1–W3 (throughput), below 1× is better for W4 and latency (time).', '');
+    lines.push(`| workload | MapScale | ${PEER_IDS.map((id) => `vs ${CONTENDER_LABELS[id]}`).join(' | ')} | issue 3 target |`);
+    lines.push(`|---|---|${PEER_IDS.map(() => '---').join('|')}|---|`);
+    for (const w of meta.workloads) {
+      for (const id of MAPSCALE_IDS) {
+        const own = results.values[w][id];
+        lines.push(`| ${w === 'latency' ? 'latency' : w.toUpperCase()} (${specs[w].higherIsBetter ? 'higher' : 'lower'} is better) | ${CONTENDER_LABELS[id]} | ${
+          PEER_IDS.map((peer) => formatRatio(ratio(own, results.values[w][peer]))).join(' | ')} | ${targetCell(w, results, id)} |`);
+      }
     }
   }
   if (results.capacity || Object.keys(results.w1Cpu).length > 0) {
@@ -124,6 +128,13 @@ export function renderTables(specs: Record<WorkloadId, WorkloadSpec>, results: B
       const who = id === 'raw' ? 'raw bound: parent process' : `${CONTENDER_LABELS[id]}: coordinator`;
       lines.push(`| W1, ${who} CPU per million jobs (s) | ${cell('cpu', results.w1Cpu[id])} |`);
     }
+  }
+  if (results.transport) {
+    const { tcp, unix } = results.transport;
+    lines.push('', '### Local transport: loopback TCP or a Unix socket', '');
+    lines.push('| measure | loopback TCP | Unix socket | Unix / TCP |', '|---|---|---|---|');
+    lines.push(`| 64-byte round trip between two processes, p50 (ms) | ${cell('latency', tcp.roundTripMs)} | ${cell('latency', unix.roundTripMs)} | ${formatRatio(ratio(unix.roundTripMs, tcp.roundTripMs))} |`);
+    lines.push(`| bulk, 1 MiB writes (MiB/s) | ${cell('w3', tcp.mibPerSecond)} | ${cell('w3', unix.mibPerSecond)} | ${formatRatio(ratio(unix.mibPerSecond, tcp.mibPerSecond))} |`);
   }
   if (results.failures.length > 0) {
     lines.push('', '### Failures', '');
@@ -152,6 +163,7 @@ export function renderResultsFile(tables: string, meta: ReportMeta): string {
     '- **MapScale local**: `new Processor(fn, 2)` (a local daemon child with 2 instance threads). **MapScale, 1 daemon**: `new Processor(fn, [address])` against one `mapscale-worker --workers 2` the bench starts on 127.0.0.1.',
     '- **Piscina 1 task/job**: `minThreads = maxThreads = 2`, `Promise.all(jobs.map(run))`. **Piscina batched**: the same pool, jobs sliced by hand into tasks of 1,000 (W1) or half a map (W4); not run where batching by hand does not apply (—).',
     '- **Raw bound**: 2 child processes, each serving one loopback TCP connection; the parent streams length-prefixed msgpackr frames (1,000 jobs per frame for W1, 1 for W2 and latency, 4 MiB for W3, half a map for W4), 2 frames in flight per child, the next frame to whichever child answers. No envelope, handshake or scheduler.',
+    '- **Local transport**: this process and one child, over loopback TCP and over a Unix domain socket: the p50 of 20,000 round trips of 64 bytes (after 5,000 untimed), and 400 MiB sent in 1 MiB writes. It decides whether local workers should use a Unix socket (issue 3: "if measurement says it pays").',
     '- **Raw bound, jobs on a worker thread**: the same, except that each child computes on one worker thread (frames transferred to it and back, not copied), as a MapScale daemon runs jobs on instance threads. The gap between the two raw figures is what that thread hop costs by itself; MapScale against this one is what its own logic costs.',
     '- W1–W3 and latency are timed warm: each contender first runs up to 3 untimed maps of the same jobs (fewer once 1.5 s is spent; a few jobs for W2, whose loops optimize within one call; 2,000 untimed round trips before latency, whose event loops keep getting faster for the first few thousand); W4 is timed cold, from creating the contender (processes, threads, 300 ms setup per worker) to the end of its last map. Every result is checked.',
     '- W2 efficiency = serial time of the same jobs on the main thread / (wall time × 2 workers). The speed of this machine drifts within a second, so the timed map of each contender is bracketed by the serial run: half of the jobs just before it, half just after.',

@@ -7,7 +7,7 @@
  *   pnpm bench                  3 runs, the issue's sizes
  *   pnpm bench -- --runs 5
  *   pnpm bench -- --quick       1 run, small sizes: a smoke test (writes bench/.tmp/RESULTS.quick.md)
- *   pnpm bench -- --only w1,latency,capacity
+ *   pnpm bench -- --only w1,latency,capacity,transport
  *
  * Every process it starts is stopped at the end, on failure and on SIGINT/SIGTERM; each
  * measurement has a deadline and the whole run a watchdog.
@@ -24,6 +24,7 @@ import { startDaemon, type Daemon } from './daemons.js';
 import { openMapScale, openProcessor } from './contenders/mapscale.js';
 import { openPiscina } from './contenders/piscina.js';
 import { openRaw } from './contenders/raw.js';
+import { measureTransport } from './transport.js';
 import { calibrateSpin, makeData, measureCold, measureWarm, median, WORKERS, type Measurement, type WorkloadData } from './measure.js';
 import { renderResultsFile, renderTables, type BenchResults, type ReportMeta } from './report.js';
 import { identity } from './work.js';
@@ -41,7 +42,7 @@ interface Args {
   runs: number;
   quick: boolean;
   out: string;
-  only: Set<WorkloadId | 'capacity'>;
+  only: Set<WorkloadId | 'capacity' | 'transport'>;
 }
 
 function parseCli(): Args {
@@ -60,16 +61,16 @@ function parseCli(): Args {
     strict: true,
   });
   if (values.help) {
-    process.stdout.write('usage: node bench-dist/run.js [--runs N] [--quick] [--only w1,w2,w3,w4,latency,capacity] [--out FILE]\n');
+    process.stdout.write('usage: node bench-dist/run.js [--runs N] [--quick] [--only w1,w2,w3,w4,latency,capacity,transport] [--out FILE]\n');
     process.exit(0);
   }
   const runs = values.runs === undefined ? (values.quick ? 1 : 3) : Number(values.runs);
   if (!Number.isInteger(runs) || runs < 1 || runs > 50) throw new Error(`--runs must be an integer from 1 to 50, got ${values.runs}`);
-  const known = [...WORKLOAD_IDS, 'capacity'];
+  const known = [...WORKLOAD_IDS, 'capacity', 'transport'];
   const only = new Set((values.only ?? known.join(',')).split(',').map((s) => s.trim()).filter(Boolean));
   for (const name of only) if (!known.includes(name)) throw new Error(`--only: unknown workload "${name}" (known: ${known.join(', ')})`);
   const out = values.out ?? `${BENCH_SOURCE_DIR}${values.quick ? '.tmp/RESULTS.quick.md' : 'RESULTS.md'}`;
-  return { runs, quick: values.quick, out, only: only as Set<WorkloadId | 'capacity'> };
+  return { runs, quick: values.quick, out, only: only as Set<WorkloadId | 'capacity' | 'transport'> };
 }
 
 /** Which MapScale was measured: the commit, and whether packages/ differed from it. */
@@ -189,6 +190,7 @@ async function main(args: Args, daemons: Daemon[]): Promise<void> {
     values: { w1: {}, w2: {}, w3: {}, w4: {}, latency: {} },
     w1Cpu: {},
     capacity: null,
+    transport: null,
     failures: [],
   };
 
@@ -233,6 +235,23 @@ async function main(args: Args, daemons: Daemon[]): Promise<void> {
     if (failed) results.failures.push(`capacity: a daemon did not start: ${(failed.reason as Error).message}`);
     else await measureCapacity(args, sizes, results, daemons, secret);
     await Promise.all(daemons.splice(0).map((d) => d.stop()));
+  }
+
+  if (args.only.has('transport')) {
+    const transport = { tcp: { roundTripMs: [], mibPerSecond: [] }, unix: { roundTripMs: [], mibPerSecond: [] } } as NonNullable<BenchResults['transport']>;
+    results.transport = transport;
+    for (let run = 0; run < args.runs; run++) {
+      for (const kind of run % 2 === 0 ? ['tcp', 'unix'] as const : ['unix', 'tcp'] as const) {
+        try {
+          const figures = await withDeadline(measureTransport(kind), sizes.measureDeadlineMs, `transport ${kind}`);
+          transport[kind].roundTripMs[run] = figures.roundTripMs;
+          transport[kind].mibPerSecond[run] = figures.mibPerSecond;
+          log({ event: 'measured', run: run + 1, workload: 'transport', kind, ...figures });
+        } catch (error) {
+          results.failures.push(`transport ${kind}: ${(error as Error).message}`);
+        }
+      }
+    }
   }
 
   const cpuList = cpus();
