@@ -3,7 +3,12 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { connect } from 'node:net';
+import { once } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { expect } from 'chai';
+import { DEFAULT_LIMITS, clientHandshake, type DaemonMessage } from '@mapscale/protocol';
+import { FramedConnection } from '@mapscale/worker-server';
 import { Processor } from 'mapscale';
 import { FaultyWork, jobs } from './fixtures/fault-work.js';
 import { withDaemons } from './helpers/daemon.js';
@@ -45,6 +50,39 @@ describe('mapscale-worker status', () => {
         .then(() => null, (e: { code?: number; stderr?: string }) => e);
       expect(error?.code).to.equal(1);
       expect(error?.stderr).to.include('MS_AUTH_FAILED');
+    });
+  });
+
+  it('takes a ping that crosses its end of the connection quietly: no write after end, no warning', async () => {
+    await withDaemons(1, { workers: 1, secret }, async ([daemon]) => {
+      const socket = connect({ host: '127.0.0.1', port: daemon!.port });
+      await once(socket, 'connect');
+      const connection = new FramedConnection(socket, DEFAULT_LIMITS.maxFrameBytes);
+      const inbox: DaemonMessage[] = [];
+      let wake = () => {};
+      connection.on('message', (message) => {
+        inbox.push(message as DaemonMessage);
+        wake();
+      });
+      const closed = once(connection, 'close');
+      const receive = async (accept: (m: DaemonMessage) => boolean): Promise<DaemonMessage> => {
+        for (let waited = 0; inbox.length === 0; waited++) {
+          if (waited > 100) throw new Error('the daemon did not answer');
+          await Promise.race([new Promise<void>((resolve) => (wake = resolve)), sleep(100)]);
+        }
+        const message = inbox.shift()!;
+        expect(accept(message), `unexpected ${message.type}`).to.equal(true);
+        return message;
+      };
+      await clientHandshake({ send: (m) => connection.send(m), receive }, secret, daemon!.address);
+      connection.send({ type: 'status-request' });
+      await receive((m) => m.type === 'status');
+      // The daemon ends the connection after the status; this ping reaches it after that.
+      connection.send({ type: 'ping', seq: 1 });
+      setTimeout(() => connection.end(), 50).unref();
+      await closed;
+      await sleep(300);
+      expect(daemon!.logs.filter((l) => l.event === 'disconnected')).to.deep.equal([]);
     });
   });
 });

@@ -48,7 +48,8 @@ export class FramedConnection extends EventEmitter<FramedConnectionEvents> {
   }
 
   send(message: Message): void {
-    if (this.#closed || this.#socket.destroyed) return;
+    // After end(), a late message (a pong to a ping that crossed our shutdown-done) has nobody to read it.
+    if (this.#closed || this.#socket.destroyed || this.#socket.writableEnded) return;
     const parts = encodeMessageParts(message);
     let length = 0;
     for (const part of parts) length += part.length;
