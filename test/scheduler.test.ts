@@ -275,6 +275,27 @@ describe('Scheduler', () => {
       });
     });
 
+    it('splits a batch handed back as too large into halves, down to single jobs, answering each job once', () => {
+      const s = scheduler({ chunkSize: 8 }, [1]);
+      const run = new MapRun(1, jobsOf(8));
+      s.addRun(run);
+      const [whole] = s.nextDispatches();
+      expect(s.splitBack(whole!.id)).to.equal(true);
+      expect(s.batch(whole!.id)).to.equal(undefined);
+      const halves = s.nextDispatches();
+      expect(halves.map((b) => [b.start, b.end])).to.deep.equal([[0, 4], [4, 8]]);
+      expect(s.splitBack(halves[0]!.id)).to.equal(true);
+      answer(s, halves[1]!);
+      const quarters = s.nextDispatches();
+      expect(quarters.map((b) => [b.start, b.end])).to.deep.equal([[0, 2], [2, 4]]);
+      for (const batch of quarters) answer(s, batch);
+      expect(run.status).to.equal('succeeded');
+      expect(valuesOf(run)).to.deep.equal(allJobs(run).map(work));
+      const single = scheduler({ chunkSize: 1 }, [1]);
+      single.addRun(new MapRun(2, jobsOf(1)));
+      expect(single.splitBack(single.nextDispatches()[0]!.id), 'a batch of one job cannot be split').to.equal(false);
+    });
+
     it('honours a fixed chunkSize, the last batch taking the remainder', () => {
       const s = scheduler({ chunkSize: 8 }, [1, 2]);
       const run = new MapRun(1, jobsOf(45));

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { JobError, Processor, SetupError, WorkFunction } from 'mapscale';
+import { JobError, JobTooLargeError, Processor, SetupError, WorkFunction } from 'mapscale';
 import { createCodec, decodeMessage, encodeMessage, type Message } from '@mapscale/protocol';
 import { withDaemons } from './helpers/daemon.js';
 
@@ -127,6 +127,53 @@ describe('security: data after authentication', () => {
 
     it('refuses a coordinator maxFrameBytes below 1 KiB', () => {
       expect(() => new Processor(new Bloat(), ['127.0.0.1:1'], { maxFrameBytes: 100 })).to.throw(/maxFrameBytes/);
+    });
+  });
+
+  describe('frame limits told to the peer at setup', () => {
+    it('fails a job larger than the daemon\'s frame limit with JobTooLargeError, never sending it; the others are answered', async () => {
+      await withDaemons(1, { workers: 1, args: ['--max-frame-bytes', String(LIMIT)] }, async ([daemon]) => {
+        const mapper = new Processor((s: string) => s.length, [daemon!.address]);
+        const lost: unknown[] = [];
+        mapper.on('worker-lost', (event) => lost.push(event));
+        try {
+          const settled = await mapper.map(['a', 'x'.repeat(2 * LIMIT), 'bcd'], { settle: true }) as unknown as { status: string; value?: number; reason?: JobError }[];
+          expect(settled.map((s) => s.status)).to.deep.equal(['fulfilled', 'rejected', 'fulfilled']);
+          expect([settled[0]!.value, settled[2]!.value]).to.deep.equal([1, 3]);
+          const cause = settled[1]!.reason!.cause as Error & { code: string; limit: number; size: number };
+          expect(cause.name).to.equal('JobTooLargeError');
+          expect(cause.code).to.equal(new JobTooLargeError(1, 1).code);
+          expect(cause.limit).to.equal(LIMIT);
+          expect(cause.size).to.be.above(2 * LIMIT);
+          // A batch too large as a whole, each job fitting alone: split until it fits, every job answered.
+          const pieces = Array.from({ length: 8 }, (_, i) => String(i).repeat(300_000));
+          expect(await mapper.map(pieces)).to.deep.equal(pieces.map(() => 300_000));
+          expect(lost).to.deep.equal([]);
+          expect(daemon!.logs.filter((l) => l.event === 'session-authenticated')).to.have.length(1);
+          expect(daemon!.logs.some((l) => l.event === 'disconnected')).to.equal(false);
+        } finally {
+          await mapper.shutdown();
+        }
+      });
+    });
+
+    it('fits results to the coordinator\'s smaller frame limit: ResultTooLargeError naming it, the connection stays up', async () => {
+      await withDaemons(1, { workers: 1 }, async ([daemon]) => {
+        const mapper = new Processor(new Bloat(), [daemon!.address], { maxFrameBytes: LIMIT });
+        const lost: unknown[] = [];
+        mapper.on('worker-lost', (event) => lost.push(event));
+        try {
+          const error = await mapper.map([2 * LIMIT]).then(() => null, (e: unknown) => e);
+          expect(error).to.be.instanceOf(JobError);
+          const cause = (error as JobError).cause as Error & { code: string; limit: number };
+          expect(cause.code).to.equal('MS_RESULT_TOO_LARGE');
+          expect(cause.limit).to.equal(LIMIT);
+          expect(await mapper.map([5])).to.deep.equal(['xxxxx']);
+          expect(lost).to.deep.equal([]);
+        } finally {
+          await mapper.shutdown();
+        }
+      });
     });
   });
 

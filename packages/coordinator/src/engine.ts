@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import {
-  AuthenticationError, MapScaleError, ProtocolVersionError, createCodec, deserializeError,
+  AuthenticationError, MapScaleError, ProtocolVersionError, createCodec, deserializeError, serializeError,
   type OutputMessage, type ResultsMessage, type ShippedCode, type SlotLostMessage,
 } from '@mapscale/protocol';
 import {
-  AbortError, CleanupError, TLSError, JobError, JobTimeoutError, NoWorkersError, ProcessorClosedError, SetupError, ShippingError,
+  AbortError, CleanupError, TLSError, JobError, JobTimeoutError, JobTooLargeError, NoWorkersError, ProcessorClosedError, SetupError, ShippingError,
   WorkerCrashedError,
 } from './errors.js';
 import { LocalDaemon } from './local-daemon.js';
@@ -87,6 +87,8 @@ export interface MapProgress {
 }
 
 const PROGRESS_INTERVAL_MS = 100;
+/** Room for a jobs message's envelope (type, slot, batch, time limit) beside its payload. */
+const JOBS_ENVELOPE_BYTES = 256;
 
 interface SlotRef {
   endpoint: Endpoint;
@@ -672,15 +674,42 @@ export class Engine {
 
   /** Hands out every batch the scheduler has credit for; all writes of one pump share a tick (corked). */
   #pump(): void {
-    for (const batch of this.#scheduler.nextDispatches()) this.#send(batch);
+    for (;;) {
+      const tooLarge: { batch: Batch; size: number; limit: number }[] = [];
+      for (const batch of this.#scheduler.nextDispatches()) {
+        const refused = this.#send(batch);
+        if (refused) tooLarge.push({ batch, ...refused });
+      }
+      if (tooLarge.length === 0) return;
+      // Halves go back to be dispatched again; a job too large alone fails as its own error. Either
+      // way the scheduler changed, so hand out again.
+      for (const { batch, size, limit } of tooLarge) {
+        if (!this.#scheduler.splitBack(batch.id)) this.#failTooLarge(batch, size, limit);
+      }
+    }
   }
 
-  #send(batch: Batch): void {
+  /** Sends a batch, unless its frame would be over the daemon's limit: then it says by how much. */
+  #send(batch: Batch): { size: number; limit: number } | null {
     const ref = this.#slots.get(batch.slotId)!;
     const run = batch.run;
     const payload = this.#codec.pack(run.jobs(batch.start, batch.end));
     this.#scheduler.observeEncoded(run, payload.length, batch.end - batch.start);
+    const limit = ref.session.daemonFrameBytes;
+    if (payload.length + JOBS_ENVELOPE_BYTES > limit) return { size: payload.length, limit };
     ref.session.sendJobs(ref.slot, batch.id, payload, run.options.timeoutMs);
+    return null;
+  }
+
+  /** A one-job batch that no daemon frame can carry is answered here, with that job's error. */
+  #failTooLarge(batch: Batch, size: number, limit: number): void {
+    const error = serializeError(new JobTooLargeError(size, limit));
+    delete error.stack;
+    const address = this.#slots.get(batch.slotId)?.endpoint.label ?? 'unknown';
+    this.#settle(this.#scheduler.onResults(batch.id, 0, [null], [[0, error]], -1, true), () => address);
+    const handle = this.#handles.get(batch.run);
+    handle?.progress?.report(batch.run);
+    handle?.wake?.();
   }
 
   #onResults(session: WorkerSession, message: ResultsMessage): void {

@@ -8,6 +8,17 @@ export class JobError extends MapScaleError {
   }
 }
 
+/**
+ * (As a JobError's cause.) A job encodes to more than the largest frame its worker's daemon accepts
+ * (its --max-frame-bytes), so it was never sent: `size` and `limit` in bytes.
+ */
+export class JobTooLargeError extends MapScaleError {
+  override readonly code = 'MS_JOB_TOO_LARGE';
+  constructor(readonly size: number, readonly limit: number) {
+    super(`the job encodes to ${size} bytes, over the daemon's frame limit of ${limit} bytes: send smaller jobs, or raise --max-frame-bytes on the daemon`);
+  }
+}
+
 /** A worker could not restore the work function or its setup() threw. */
 export class SetupError extends MapScaleError {
   override readonly code = 'MS_SETUP_FAILED';

@@ -4,7 +4,7 @@ export type { WorkerEvent, WorkerStats, MapProgress } from './engine.js';
 export { WorkFunction, ModuleScopeError, RestoreError } from '@mapscale/worker-server';
 export { DEFAULT_PROCESSOR_OPTIONS, type ProcessorOptions, type ProcessorTlsOptions, type MapOptions } from './options.js';
 export {
-  JobError, SetupError, CleanupError, ProcessorClosedError, NoWorkersError, ShippingError, InvalidOptionError,
+  JobError, JobTooLargeError, SetupError, CleanupError, ProcessorClosedError, NoWorkersError, ShippingError, InvalidOptionError,
   WorkerCrashedError, JobTimeoutError, AbortError, HeartbeatTimeoutError, TLSError,
 } from './errors.js';
 export { LocalDaemonError } from './local-daemon.js';

@@ -300,7 +300,8 @@ export class Scheduler {
     if (busyMs > 0) batch.busyMs += busyMs;
     if (final || batch.received >= size) {
       this.#retire(batch);
-      this.#observeBatchTime(batch);
+      // A negative busyMs marks a part the coordinator made up (a job never sent): nothing was timed.
+      if (busyMs >= 0) this.#observeBatchTime(batch);
       // A final part that stops short hands the rest back rather than leaving it unanswered.
       if (batch.received < size && run.status === 'running') run.retry.push([batch.start + batch.received, batch.end]);
     }
@@ -369,6 +370,23 @@ export class Scheduler {
       slot.inFlight.splice(at, 1);
       slot.inFlightBytes -= batch.estimatedBytes;
     }
+  }
+
+  /**
+   * A batch could not be sent as it is (its frame would be too large for the worker): it is
+   * forgotten and its range goes back to its run in two halves, each dispatched anew, so what does
+   * fit gets through and a job too large on its own ends up alone. False for a batch of one job.
+   */
+  splitBack(batchId: number): boolean {
+    const batch = this.#batches.get(batchId);
+    if (!batch || batch.end - batch.start < 2 || batch.received > 0) return false;
+    this.#retire(batch);
+    const run = batch.run;
+    if (run.status === 'running') {
+      const middle = batch.start + Math.floor((batch.end - batch.start) / 2);
+      run.retry.push([middle, batch.end], [batch.start, middle]);
+    }
+    return true;
   }
 
   #observeBatchTime(batch: Batch): void {

@@ -4,7 +4,7 @@ import {
   AuthenticationError, ConnectError, ConnectionClosedError, DEFAULT_LIMITS, MapScaleError, ProtocolError,
   ProtocolVersionError, RemoteProtocolError, clientHandshake, deserializeError,
   type DaemonMessage, type Message, type ResultsMessage, type SerializedError, type ShippedCode, type WelcomeMessage,
-  type SlotLostMessage, type OutputMessage,
+  type SlotLostMessage, type OutputMessage, type SetupDoneMessage, peerFrameLimit,
 } from '@mapscale/protocol';
 import type { FramedConnection } from '@mapscale/worker-server';
 import { explainHandshakeFailure, openConnection, type DaemonAddress } from './transport.js';
@@ -78,6 +78,7 @@ export class WorkerSession extends EventEmitter<WorkerSessionEvents> {
   #ping: { seq: number; sentAt: number } | null = null;
   #roundTripMs: number | undefined;
   #roundTrips: number[] = [];
+  #daemonFrameBytes: number = DEFAULT_LIMITS.maxFrameBytes;
   #lastPingSeq = 0;
   /** The one reply this side is waiting for, if any: handshake, setup and shutdown are request/response. */
   #waiter: { accept: (message: DaemonMessage) => boolean; reject: (error: MapScaleError) => void } | null = null;
@@ -95,6 +96,11 @@ export class WorkerSession extends EventEmitter<WorkerSessionEvents> {
 
   get slots(): number {
     return this.#slots;
+  }
+
+  /** The largest frame the daemon accepts (as it announced at setup): every jobs frame must fit. */
+  get daemonFrameBytes(): number {
+    return this.#daemonFrameBytes;
   }
 
   /** The last ping's round trip, once one was answered. */
@@ -131,7 +137,10 @@ export class WorkerSession extends EventEmitter<WorkerSessionEvents> {
     this.#state = 'setting-up';
     // Measured now, while the daemon is idle, the round trip sizes the first batches' credit.
     this.#sendPing(connection);
-    connection.send({ type: 'setup', code, slots: this.#welcome!.slots, forwardOutput: this.#options.forwardOutput });
+    connection.send({
+      type: 'setup', code, slots: this.#welcome!.slots, forwardOutput: this.#options.forwardOutput,
+      maxFrameBytes: this.#options.maxFrameBytes ?? DEFAULT_LIMITS.maxFrameBytes,
+    });
     let reply = await this.#reply((m) => m.type === 'setup-done' || m.type === 'setup-failed' || m.type === 'need-bundle');
     if (reply.type === 'need-bundle') {
       if (!bundle || reply.hash !== bundle.hash) throw new ProtocolError(`daemon ${this.address.label} asked for a bundle this coordinator did not offer`);
@@ -142,7 +151,8 @@ export class WorkerSession extends EventEmitter<WorkerSessionEvents> {
     if (reply.type === 'setup-failed') {
       throw new SetupError(`${this.address.label}#${reply.slot}`, deserializeError(reply.error));
     }
-    this.#slots = (reply as { slots: number }).slots;
+    this.#slots = (reply as SetupDoneMessage).slots;
+    this.#daemonFrameBytes = peerFrameLimit((reply as SetupDoneMessage).maxFrameBytes);
     this.#state = 'ready';
     this.#startHeartbeat(connection);
     this.#log.debug({ event: 'ready', slots: this.#slots });

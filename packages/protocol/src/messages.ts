@@ -59,6 +59,8 @@ export interface SetupMessage {
   slots: number;
   /** Send what user code prints to the coordinator too (it always goes to the daemon's log). */
   forwardOutput?: boolean;
+  /** The largest frame the coordinator accepts: results are fitted to the smaller of this and the daemon's own limit. */
+  maxFrameBytes?: number;
 }
 
 /** Client → daemon, after the handshake and instead of setup: report your status, then close. */
@@ -89,6 +91,8 @@ export interface BundleMessage {
 export interface SetupDoneMessage {
   type: 'setup-done';
   slots: number;
+  /** The largest frame the daemon accepts: a batch of jobs must fit in it. */
+  maxFrameBytes?: number;
 }
 
 /** Daemon → coordinator: an instance failed to restore or set up; the session stays usable for shutdown. */

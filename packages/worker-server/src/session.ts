@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import {
   AuthenticationError, ProtocolError, ProtocolVersionError, MapScaleError,
   computeProof, createNonce, localVersions, nodeMismatch, verifyProof, versionMismatch,
-  serializeError,
+  serializeError, peerFrameLimit,
   type AuthMessage, type CancelMessage, type HelloMessage, type JobsMessage, type Message, type SetupMessage, type SerializedError,
   type ShippedCode, type BundleMessage,
 } from '@mapscale/protocol';
@@ -191,8 +191,12 @@ export class CoordinatorSession {
 
   // Setup: one instance (thread) per slot, each restores the work function and runs setup().
 
+  /** Results frames fit the smaller of this daemon's limit and the one the coordinator announced. */
+  #resultsFrameLimit: number | undefined;
+
   async #onSetup(message: SetupMessage): Promise<void> {
     this.#state = 'setting-up';
+    this.#resultsFrameLimit = message.maxFrameBytes === undefined ? undefined : Math.min(this.#options.maxFrameBytes, peerFrameLimit(message.maxFrameBytes));
     this.#code = message.code;
     this.#forwardOutput = message.forwardOutput === true;
     if (message.code.kind === 'bundle') {
@@ -216,7 +220,7 @@ export class CoordinatorSession {
     }
     this.#state = 'serving';
     this.#log.info({ event: 'setup-done', slots });
-    this.#connection.send({ type: 'setup-done', slots });
+    this.#connection.send({ type: 'setup-done', slots, maxFrameBytes: this.#options.maxFrameBytes });
   }
 
   #bundlePath: string | undefined;
@@ -252,7 +256,7 @@ export class CoordinatorSession {
         this.#countResults(r.count, r.errors?.length ?? 0);
         this.#connection.send(fitResultsFrame({
           type: 'results', slot: s, batch: r.batch, offset: r.offset, payload: r.payload, errors: r.errors, busyMs: r.busyMs, final: r.final,
-        }, this.#options.maxFrameBytes));
+        }, this.#resultsFrameLimit ?? this.#options.maxFrameBytes));
       },
       (s, death) => void this.#onInstanceDeath(s, death),
       (s, output) => {
