@@ -1,6 +1,7 @@
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { hostname } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
 import { Processor, SetupError } from 'mapscale';
@@ -69,6 +70,33 @@ describe('code shipping by module (bundles)', function () {
     } finally {
       cache.remove();
       rmSync(join(APP_DIR, 'node_modules'), { recursive: true, force: true });
+    }
+  });
+
+  it('leaves a package with a native addon out of the bundle: the worker runs the copy installed on its host', async () => {
+    const home = tempDir('mapscale-daemon-home-');
+    try {
+      // The worker host's own install of the package, where bare imports left out of a bundle resolve
+      // from the cache directory upwards.
+      const installed = dirname(realpathSync(createRequire(import.meta.url).resolve('msgpackr-extract/package.json')));
+      mkdirSync(join(home.path, 'node_modules'));
+      symlinkSync(installed, join(home.path, 'node_modules', 'msgpackr-extract'));
+      const cacheDir = join(home.path, 'cache');
+      const { NativeProbe } = await import('./fixtures/bundled/native.js');
+      await withDaemons(1, { workers: 1, hide: [APP_DIR], cwd: home.path, args: ['--cache-dir', cacheDir] }, async ([daemon]) => {
+        const mapper = new Processor(new NativeProbe(), [daemon!.address]);
+        try {
+          expect(await mapper.map([1, 2])).to.deep.equal(['1:function:"hi"', '2:function:"hi"']);
+        } finally {
+          await mapper.shutdown();
+        }
+      });
+      const [bundle] = readdirSync(cacheDir).filter((name) => name.endsWith('.mjs'));
+      const source = readFileSync(join(cacheDir, bundle!), 'utf8');
+      expect(source).to.match(/from\s*["']msgpackr-extract["']/);
+      expect(source).not.to.include('node-gyp-build');
+    } finally {
+      home.remove();
     }
   });
 
