@@ -2,7 +2,7 @@ import { connect } from 'node:net';
 import { expect } from 'chai';
 import { ConnectError, Processor, TLSError, type ProcessorOptions } from 'mapscale';
 import { Power } from './fixtures/work-functions.js';
-import { withDaemons, type TestDaemon } from './helpers/daemon.js';
+import { waitFor, withDaemons, type TestDaemon } from './helpers/daemon.js';
 import { runDaemonToExit } from './helpers/daemon-exit.js';
 import { makeTestPki, type TestPki } from './helpers/tls.js';
 
@@ -100,7 +100,7 @@ describe('security: TLS', function () {
       await withDaemons(1, { secret, args: tlsArgs(true) }, async ([daemon]) => {
         const error = expectTlsError(await tryMap(daemon!, { tls: { ca: pki.ca.cert } }), daemon!);
         expect(error.message).to.include('client certificate');
-        expect(daemon!.logs.some((l) => l.event === 'tls-failed')).to.equal(true);
+        await waitFor(() => daemon!.logs.some((l) => l.event === 'tls-failed'), 5_000, 'the daemon to log the failed TLS handshake');
         expect(daemon!.logs.some((l) => l.event === 'session-authenticated')).to.equal(false);
       });
     });
@@ -145,7 +145,8 @@ describe('security: TLS', function () {
         try {
           await new Promise((resolve) => idle.once('connect', resolve));
           expectTlsError(await tryMap(daemon!, { tls: { ca: pki.ca.cert } }), daemon!);
-          expect(daemon!.logs.some((l) => l.event === 'connection-refused')).to.equal(true);
+          // The daemon's log line comes through its stdout, which may trail the refused socket.
+          await waitFor(() => daemon!.logs.some((l) => l.event === 'connection-refused'), 5_000, 'the daemon to log the refusal');
         } finally {
           idle.destroy();
         }
