@@ -213,8 +213,7 @@ export class Engine {
       this.#code = { kind: 'bundle', hash: bundle.hash, bytes: bundle.source.length, exportName: code.exportName, state: code.state, external: bundle.external };
       this.#log.info({ event: 'bundled', hash: bundle.hash, bytes: bundle.source.length, external: bundle.external });
     }
-    const first = await Promise.allSettled(this.#endpoints.map((endpoint) => this.#connect(endpoint)));
-    const failures = first.filter((o): o is PromiseRejectedResult => o.status === 'rejected').map((o) => o.reason as Error);
+    const failures = await this.#firstAttempts();
     const permanent = failures.find(isPermanent);
     if (permanent) throw permanent;
     if (this.#slots.size === 0 && failures.length > 0) throw failures.length === 1 ? failures[0] : new NoWorkersError(this.#lost);
@@ -231,6 +230,39 @@ export class Engine {
       failures: 0, joinedOnce: false, retry: null, retiring: false, removed: false,
       stats: { address: label, state: 'connecting', slots: 0, jobs: 0, busyMs: 0, failures: 0, losses: 0, reconnects: 0, roundTripMs: undefined, credit: 0 },
     };
+  }
+
+  /**
+   * The first connection attempt of every endpoint, awaited until each has settled, except that a
+   * host not even reachable yet (its TCP connect still waiting, as when its link is down) holds
+   * nothing up once another worker is ready: it keeps trying and joins when it can. A reachable host
+   * is always awaited, so a wrong secret, another release or a failing setup() still fails the first
+   * map. Resolves to the failures.
+   */
+  #firstAttempts(): Promise<Error[]> {
+    return new Promise((resolve) => {
+      const attempts = this.#endpoints.map((endpoint) => ({ reachable: endpoint.local, error: null as Error | null, settled: false }));
+      const check = () => {
+        const someReady = this.#slots.size > 0;
+        if (attempts.every((a) => a.settled || (someReady && !a.reachable))) {
+          resolve(attempts.flatMap((a) => (a.error ? [a.error] : [])));
+        }
+      };
+      this.#endpoints.forEach((endpoint, i) => {
+        const attempt = attempts[i]!;
+        this.#connect(endpoint, () => {
+          attempt.reachable = true;
+        }).then(
+          () => undefined,
+          (error: Error) => {
+            attempt.error = error;
+          },
+        ).finally(() => {
+          attempt.settled = true;
+          check();
+        });
+      });
+    });
   }
 
   /** Adds workers to the pool, also while maps run; resolves once each has joined, or rejects with the first failure. */
@@ -281,7 +313,7 @@ export class Engine {
   }
 
   /** One attempt to bring an endpoint up; on a passing failure it schedules the next. */
-  async #connect(endpoint: Endpoint): Promise<void> {
+  async #connect(endpoint: Endpoint, onReachable?: () => void): Promise<void> {
     endpoint.retry = null;
     let secret = this.#options.secret;
     try {
@@ -312,6 +344,7 @@ export class Engine {
       session.on('output', (message) => this.#onOutput(endpoint, session, message));
       session.on('lost', (reason) => this.#onLost(endpoint, session, reason));
       session.on('round-trip', (ms) => this.#onRoundTrip(session, ms));
+      if (onReachable) session.once('connected', onReachable);
       const slots = await session.open(this.#code, this.#bundle);
       // While closing, maps that were called before shutdown() still need these workers.
       if (this.#status === 'closed' || endpoint.removed) {
@@ -785,12 +818,22 @@ export class Engine {
     return this.#shutdown;
   }
 
+  /** Gives up every connection still being opened (and local daemon still starting): their attempts fail at once. */
+  #abortOpening(): void {
+    for (const endpoint of this.#endpoints) {
+      if (endpoint.session && endpoint.session.state !== 'ready') endpoint.session.destroy();
+      else if (!endpoint.session && endpoint.daemon) void endpoint.daemon.stop();
+    }
+  }
+
   async #closeAll(force: boolean): Promise<void> {
     this.#status = 'closing';
     const closed = new ProcessorClosedError('the Processor was shut down while this call ran');
     if (force) {
       this.#forced = true;
       for (const handle of [...this.#handles.values()]) this.#abandon(handle, closed);
+      // Maps still waiting for their first workers end now too, not when a connect times out.
+      this.#abortOpening();
     } else {
       // Maps drain; a stream may have a consumer that stopped reading, so it is ended instead.
       for (const handle of [...this.#handles.values()]) {
@@ -798,6 +841,8 @@ export class Engine {
       }
     }
     await Promise.allSettled(this.#inProgress);
+    // Nothing waits for the workers still being reached any more.
+    this.#abortOpening();
     await this.#ready.catch(() => {});
     for (const endpoint of this.#endpoints) {
       if (endpoint.retry) clearTimeout(endpoint.retry);

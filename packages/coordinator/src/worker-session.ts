@@ -30,6 +30,8 @@ export interface WorkerSessionEvents {
   goodbye: [string];
   /** The connection ended while it was expected to stay up. */
   lost: [MapScaleError];
+  /** The TCP (and TLS) connection is up: the host is reachable; the handshake follows. */
+  connected: [];
   /** A ping was answered after this many ms: what the scheduler sizes its credit from. */
   'round-trip': [number];
 }
@@ -120,6 +122,7 @@ export class WorkerSession extends EventEmitter<WorkerSessionEvents> {
     const connection = await openConnection(this.address, this.#options.connectTimeoutMs, DEFAULT_LIMITS.preAuthFrameBytes, this.#options.tls, this.#opening.signal);
     this.#connection = connection;
     connection.unref();
+    this.emit('connected');
     connection.on('message', (message) => this.#onMessage(message));
     connection.on('close', (error) => this.#onClose(error));
     this.#state = 'handshaking';
