@@ -105,7 +105,7 @@ export class WorkerSession extends EventEmitter<WorkerSessionEvents> {
     return this.#daemonFrameBytes;
   }
 
-  /** The last ping's round trip, once one was answered. */
+  /** The round trip to the daemon (the least of the last pings), once one was answered. */
   get roundTripMs(): number | undefined {
     return this.#roundTripMs;
   }
@@ -200,8 +200,8 @@ export class WorkerSession extends EventEmitter<WorkerSessionEvents> {
   }
 
   #sendPing(connection: FramedConnection): void {
-    const seq = (this.#ping?.seq ?? this.#lastPingSeq) + 1;
-    this.#lastPingSeq = seq;
+    // Only the newest ping is timed: an older one's pong, arriving late, measures nothing useful.
+    const seq = ++this.#lastPingSeq;
     this.#ping = { seq, sentAt: performance.now() };
     connection.send({ type: 'ping', seq });
   }
