@@ -120,7 +120,8 @@ function contenders(daemon: Daemon, secret: string): Contender[] {
       id: 'piscina-batched', supports: (spec) => spec.piscinaChunk !== undefined, open: (spec) => openPiscina(spec, spec.piscinaChunk),
     },
     raw: { id: 'raw', supports: () => true, open: (spec) => openRaw(spec, WORKERS) },
-    'raw-thread': { id: 'raw-thread', supports: () => true, open: (spec) => openRaw(spec, WORKERS, true) },
+    'raw-thread': { id: 'raw-thread', supports: () => true, open: (spec) => openRaw(spec, WORKERS, 'thread') },
+    'raw-thread-socket': { id: 'raw-thread-socket', supports: () => true, open: (spec) => openRaw(spec, WORKERS, 'thread-socket') },
   };
   return CONTENDER_IDS.map((id) => byId[id]);
 }

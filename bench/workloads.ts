@@ -103,10 +103,10 @@ export function workloadSpecs(sizes: Sizes): Record<WorkloadId, WorkloadSpec> {
   };
 }
 
-export type ContenderId = 'ms-local' | 'ms-daemon' | 'piscina-task' | 'piscina-batched' | 'raw' | 'raw-thread';
-export const CONTENDER_IDS: readonly ContenderId[] = ['ms-local', 'ms-daemon', 'piscina-task', 'piscina-batched', 'raw', 'raw-thread'];
+export type ContenderId = 'ms-local' | 'ms-daemon' | 'piscina-task' | 'piscina-batched' | 'raw' | 'raw-thread' | 'raw-thread-socket';
+export const CONTENDER_IDS: readonly ContenderId[] = ['ms-local', 'ms-daemon', 'piscina-task', 'piscina-batched', 'raw', 'raw-thread', 'raw-thread-socket'];
 export const MAPSCALE_IDS: readonly ContenderId[] = ['ms-local', 'ms-daemon'];
-export const PEER_IDS: readonly ContenderId[] = ['piscina-task', 'piscina-batched', 'raw', 'raw-thread'];
+export const PEER_IDS: readonly ContenderId[] = ['piscina-task', 'piscina-batched', 'raw', 'raw-thread', 'raw-thread-socket'];
 
 export const CONTENDER_LABELS: Readonly<Record<ContenderId, string>> = Object.freeze({
   'ms-local': 'MapScale local',
@@ -115,6 +115,7 @@ export const CONTENDER_LABELS: Readonly<Record<ContenderId, string>> = Object.fr
   'piscina-batched': 'Piscina, batched by hand',
   raw: 'raw TCP + msgpackr bound',
   'raw-thread': 'raw bound, jobs on a worker thread',
+  'raw-thread-socket': 'raw bound, socket and jobs on a worker thread',
 });
 
 /** What issue 3 asks of MapScale, per workload. */

@@ -23,11 +23,11 @@ interface RawConnection {
  * streams length-prefixed msgpackr frames of `spec.rawFrameJobs` jobs, pipelined, each next frame
  * going to whichever child answered. No envelope, no scheduler, no handshake.
  */
-export function openRaw(spec: WorkloadSpec, processes = 2, onThread = false): Mapper {
+export function openRaw(spec: WorkloadSpec, processes = 2, thread: 'thread' | 'thread-socket' | null = null): Mapper {
   const packr = new Packr({ moreTypes: true });
   const unpackr = new Unpackr({ moreTypes: true });
   const children: ChildHandle[] = [];
-  for (let i = 0; i < processes; i++) children.push(spawnNode([CHILD_PATH, spec.compute, String(spec.setupMs), ...(onThread ? ['thread'] : [])]));
+  for (let i = 0; i < processes; i++) children.push(spawnNode([CHILD_PATH, spec.compute, String(spec.setupMs), ...(thread ? [thread] : [])]));
   const connections: RawConnection[] = [];
   const ready = Promise.all(children.map(async (child) => {
     const { port } = await child.waitForEvent('listening', START_TIMEOUT_MS + spec.setupMs);
