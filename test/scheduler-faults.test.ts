@@ -5,29 +5,13 @@ import {
 } from '../packages/coordinator/dist/scheduler.js';
 import { ArrayResults, OrderedResults, type Settled } from '../packages/coordinator/dist/result-stores.js';
 import type { RunOptions } from '../packages/coordinator/dist/map-run.js';
-import { prng } from './helpers/prng.js';
+import { answer, jobsOf, randomTuning, remoteError, scheduler, seeded, size, work } from './helpers/scheduler.js';
 
 /**
  * The scheduler's answers to faults (issue 4): who is blamed when a slot is lost, poison jobs
  * isolated by halving, timeouts, settled runs, lazy runs inside their window, ended runs, and
  * parts that stop short or overrun. Everything is pure: seeded simulations stand in for workers.
  */
-
-
-/** The "work function" every simulated worker runs. */
-const work = (job: unknown): unknown => `r${String(job)}`;
-
-function jobsOf(n: number): number[] {
-  return Array.from({ length: n }, (_, i) => i * 3 + 1);
-}
-
-function size(batch: Batch): number {
-  return batch.end - batch.start;
-}
-
-function remoteError(message: string): SerializedError {
-  return { name: 'Error', message };
-}
 
 function ids(batches: readonly Batch[]): number[] {
   return batches.map((b) => b.id).sort((a, b) => a - b);
@@ -56,29 +40,11 @@ function valuesOf(run: MapRun): unknown[] {
   return (run.results as ArrayResults).values;
 }
 
-/** Answers `count` jobs of a batch from where it stands, as a worker would. */
-function answer(
-  s: Scheduler, batch: Batch, count = size(batch) - batch.received,
-  options: { final?: boolean; busyMs?: number; errors?: [number, SerializedError][] } = {},
-): ResultOutcome {
-  const from = batch.received;
-  const values = batch.run.jobs(batch.start + from, batch.start + from + count).map(work);
-  for (const [at] of options.errors ?? []) values[at] = null;
-  const final = options.final ?? from + count === size(batch);
-  return s.onResults(batch.id, from, values, options.errors, options.busyMs ?? 0, final);
-}
-
 /** What the engine does with a settling run's failure: the reason becomes that job's result. */
 function settleFailures(outcome: ResultOutcome): void {
   for (const failure of outcome.failed) {
     if (failure.run.options.settle) failure.run.results.put(failure.jobIndex, { status: 'rejected', reason: new Error(failure.kind) });
   }
-}
-
-function scheduler(tuning: Partial<SchedulerTuning>, slots: number[]): Scheduler {
-  const s = new Scheduler(tuning);
-  for (const id of slots) s.addSlot(id);
-  return s;
 }
 
 /**
@@ -552,15 +518,8 @@ interface RunRecord {
  * every failure is explained by what the simulation did.
  */
 function simulateFaults(seed: number): void {
-  const rand = prng(seed);
-  const int = (n: number) => Math.floor(rand() * n);
-  const pick = <T>(items: readonly T[]): T => items[int(items.length)]!;
-  const tuning: Partial<SchedulerTuning> = {
-    batchesPerSlot: 1 + int(3),
-    chunkSize: rand() < 0.5 ? 1 + int(12) : undefined,
-    targetBatchMs: 4,
-    maxBatchBytes: 64 + int(2000),
-  };
+  const { rand, int, pick } = seeded(seed);
+  const tuning = randomTuning(rand, int);
   const s = new Scheduler(tuning);
   const mirror = new SlotMirror(s);
   let nextSlot = 1;
@@ -780,8 +739,7 @@ function simulateFaults(seed: number): void {
  * blaming another job; it fails after maxJobRetries+1 crashes while running alone.
  */
 function poisonByDisconnect(seed: number, settle: boolean): void {
-  const rand = prng(1000 + seed);
-  const int = (n: number) => Math.floor(rand() * n);
+  const { rand, int } = seeded(1000 + seed);
   const total = 50 + int(200);
   const poison = int(total);
   const maxJobRetries = int(4);
@@ -859,8 +817,7 @@ function poisonByDisconnect(seed: number, settle: boolean): void {
  * running ('crashed' with jobOffset): only that job is ever blamed.
  */
 function poisonByCrash(maxJobRetries: number, seed: number): void {
-  const rand = prng(seed);
-  const int = (n: number) => Math.floor(rand() * n);
+  const { rand, int } = seeded(seed);
   const total = 120;
   const poison = 37;
   const s = new Scheduler({ batchesPerSlot: 2, chunkSize: 10 });
@@ -914,8 +871,7 @@ function poisonByCrash(maxJobRetries: number, seed: number): void {
  * exactly when the window is full; the run completes only once its input has ended.
  */
 function lazyWindow(window: number, total: number, seed: number): void {
-  const rand = prng(seed);
-  const int = (n: number) => Math.floor(rand() * n);
+  const { rand, int } = seeded(seed);
   const s = new Scheduler({ batchesPerSlot: 2 });
   const mirror = new SlotMirror(s);
   for (const id of [1, 2, 3]) mirror.addSlot(id);

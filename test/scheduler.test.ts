@@ -3,14 +3,8 @@ import type { SerializedError } from '@mapscale/protocol';
 import { MapRun, Scheduler, type Batch, type ResultOutcome, type SchedulerTuning, type SlotLoss } from '../packages/coordinator/dist/scheduler.js';
 import { ArrayResults } from '../packages/coordinator/dist/result-stores.js';
 import { prng } from './helpers/prng.js';
+import { answer, jobsOf, randomTuning, remoteError, scheduler, seeded, size, work } from './helpers/scheduler.js';
 
-
-/** The "work function" every simulated worker runs. */
-const work = (job: unknown): unknown => `r${String(job)}`;
-
-function jobsOf(n: number): number[] {
-  return Array.from({ length: n }, (_, i) => i * 3 + 1);
-}
 
 /** Every job the run has read so far. */
 function allJobs(run: MapRun): unknown[] {
@@ -23,29 +17,10 @@ function valuesOf(run: MapRun): unknown[] {
   return (run.results as ArrayResults).values;
 }
 
-function size(batch: Batch): number {
-  return batch.end - batch.start;
-}
-
-/**
- * Answers `count` jobs of a batch from where it stands, as a worker would. The part is final when
- * it reaches the end of the batch unless told otherwise.
- */
-function answer(s: Scheduler, batch: Batch, count = size(batch) - batch.received, options: { final?: boolean; busyMs?: number } = {}): ResultOutcome {
-  const from = batch.received;
-  const values = batch.run.jobs(batch.start + from, batch.start + from + count).map(work);
-  const final = options.final ?? from + count === size(batch);
-  return s.onResults(batch.id, from, values, undefined, options.busyMs ?? 0, final);
-}
-
 /** A loss that blames nobody: every unanswered job simply goes back to its run. */
 const RETIRED: SlotLoss = { kind: 'retired' };
 
 const NOTHING: ResultOutcome = { completed: [], failed: [], cancelled: [] };
-
-function remoteError(message: string): SerializedError {
-  return { name: 'Error', message };
-}
 
 function slotsOf(batches: readonly Batch[]): number[] {
   return batches.map((b) => b.slotId);
@@ -55,12 +30,6 @@ function countBy<T>(items: readonly T[]): Map<T, number> {
   const counts = new Map<T, number>();
   for (const item of items) counts.set(item, (counts.get(item) ?? 0) + 1);
   return counts;
-}
-
-function scheduler(tuning: Partial<SchedulerTuning>, slots: number[]): Scheduler {
-  const s = new Scheduler(tuning);
-  for (const id of slots) s.addSlot(id);
-  return s;
 }
 
 /**
@@ -802,15 +771,8 @@ describe('Scheduler', () => {
  * that every run's results are exactly its jobs mapped, each job answered by exactly one part.
  */
 function simulate(seed: number): void {
-  const rand = prng(seed);
-  const int = (n: number) => Math.floor(rand() * n);
-  const pick = <T>(items: readonly T[]): T => items[int(items.length)]!;
-  const tuning: Partial<SchedulerTuning> = {
-    batchesPerSlot: 1 + int(3),
-    chunkSize: rand() < 0.5 ? 1 + int(12) : undefined,
-    targetBatchMs: 4,
-    maxBatchBytes: 64 + int(2000),
-  };
+  const { rand, int, pick } = seeded(seed);
+  const tuning = randomTuning(rand, int);
   const s = new Scheduler(tuning);
   const slots = new Set<number>();
   let nextSlot = 1;
