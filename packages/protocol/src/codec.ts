@@ -70,13 +70,12 @@ function boundedProps(entries: [string, unknown][]): Record<string, unknown> {
   const props: Record<string, unknown> = {};
   let total = 0;
   for (const [key, raw] of entries) {
-    let value = carriable(raw);
-    let size = packedSize(value);
+    let { value, size } = carriable(raw);
     if (size > ERROR_LIMITS.propBytes) {
       value = typeof value === 'string'
         ? truncateText(value, ERROR_LIMITS.propBytes / 4)
         : `[left out: ${describe(raw).slice(0, 80)}, ${size} bytes packed, over ${ERROR_LIMITS.propBytes}]`;
-      size = packedSize(value);
+      size = Buffer.byteLength(value as string);
     }
     total += size + key.length;
     if (total > ERROR_LIMITS.propsBytes) {
@@ -88,15 +87,6 @@ function boundedProps(entries: [string, unknown][]): Record<string, unknown> {
   return props;
 }
 
-function packedSize(value: unknown): number {
-  if (typeof value === 'string') return Buffer.byteLength(value);
-  if (value === null || typeof value !== 'object' && typeof value !== 'bigint') return 9;
-  try {
-    return probe.pack(value).length;
-  } catch {
-    return Infinity;
-  }
-}
 
 /** Rebuilds an Error that reads like the original: same name, message, stack, props and cause chain. */
 export function deserializeError(data: SerializedError): Error {
@@ -130,17 +120,18 @@ const probe = new Packr({ useRecords: false });
 
 /**
  * Error properties are whatever the thrower put there: cycles, symbols, huge BigInts. What an
- * envelope cannot carry is described in a string instead of failing the whole message.
+ * envelope cannot carry is described in a string instead of failing the whole message. The size
+ * (bytes packed, near enough) comes from the same probe, so each property is packed once.
  */
-function carriable(value: unknown): unknown {
-  if (typeof value === 'function') return `[function ${value.name || 'anonymous'}]`;
-  if (typeof value === 'symbol') return value.toString();
-  if (value === null || typeof value !== 'object' && typeof value !== 'bigint') return value;
+function carriable(raw: unknown): { value: unknown; size: number } {
+  const value = typeof raw === 'function' ? `[function ${raw.name || 'anonymous'}]` : typeof raw === 'symbol' ? raw.toString() : raw;
+  if (typeof value === 'string') return { value, size: Buffer.byteLength(value) };
+  if (value === null || typeof value !== 'object' && typeof value !== 'bigint') return { value, size: 9 };
   try {
-    probe.pack(value);
-    return value;
+    return { value, size: probe.pack(value).length };
   } catch (error) {
-    return `[not serializable: ${describe(value)} (${(error as Error).message})]`;
+    const text = `[not serializable: ${describe(value)} (${(error as Error).message})]`;
+    return { value: text, size: Buffer.byteLength(text) };
   }
 }
 
