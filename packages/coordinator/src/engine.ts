@@ -250,17 +250,12 @@ export class Engine {
       };
       this.#endpoints.forEach((endpoint, i) => {
         const attempt = attempts[i]!;
-        this.#connect(endpoint, () => {
-          attempt.reachable = true;
-        }).then(
-          () => undefined,
-          (error: Error) => {
-            attempt.error = error;
-          },
-        ).finally(() => {
-          attempt.settled = true;
-          check();
-        });
+        this.#connect(endpoint, () => (attempt.reachable = true))
+          .catch((error: Error) => (attempt.error = error))
+          .then(() => {
+            attempt.settled = true;
+            check();
+          });
       });
     });
   }
@@ -708,12 +703,12 @@ export class Engine {
   /** Hands out every batch the scheduler has credit for; all writes of one pump share a tick (corked). */
   #pump(): void {
     for (;;) {
-      const tooLarge: { batch: Batch; size: number; limit: number }[] = [];
+      let tooLarge: { batch: Batch; size: number; limit: number }[] | undefined;
       for (const batch of this.#scheduler.nextDispatches()) {
         const refused = this.#send(batch);
-        if (refused) tooLarge.push({ batch, ...refused });
+        if (refused) (tooLarge ??= []).push({ batch, ...refused });
       }
-      if (tooLarge.length === 0) return;
+      if (!tooLarge) return;
       // Halves go back to be dispatched again; a job too large alone fails as its own error. Either
       // way the scheduler changed, so hand out again.
       for (const { batch, size, limit } of tooLarge) {

@@ -50,7 +50,8 @@ export function openConnection(
     // caller that gives up aborts, which destroys the socket.
     socket.unref();
     const onAbort = () => fail(undefined, 'the attempt was given up');
-    signal?.addEventListener('abort', onAbort, { once: true });
+    if (signal?.aborted) queueMicrotask(onAbort);
+    else signal?.addEventListener('abort', onAbort, { once: true });
     const fail = (error: Error | undefined, what: string) => {
       clearTimeout(timer);
       signal?.removeEventListener('abort', onAbort);
