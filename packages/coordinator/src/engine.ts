@@ -71,6 +71,11 @@ export interface WorkerStats {
    * where the round trip is long next to a batch's run time (see Scheduler). 0 while it has none.
    */
   credit: number;
+  /**
+   * Of its instances, how many take their jobs over a data connection of their own (straight to the
+   * instance's thread); the others are served through the daemon's port. See ARCHITECTURE.md.
+   */
+  directSlots: number;
 }
 
 /** Where workers come from: a local daemon with N instances, or a daemon address. */
@@ -228,7 +233,7 @@ export class Engine {
     return {
       local, localWorkers: local ? spec.local : 0, label, address: local ? null : spec, daemon: null, session: null,
       failures: 0, joinedOnce: false, retry: null, retiring: false, removed: false,
-      stats: { address: label, state: 'connecting', slots: 0, jobs: 0, busyMs: 0, failures: 0, losses: 0, reconnects: 0, roundTripMs: undefined, credit: 0 },
+      stats: { address: label, state: 'connecting', slots: 0, jobs: 0, busyMs: 0, failures: 0, losses: 0, reconnects: 0, roundTripMs: undefined, credit: 0, directSlots: 0 },
     };
   }
 
@@ -301,7 +306,7 @@ export class Engine {
     return this.#endpoints.map((e) => {
       const ids = e.session ? [...(this.#sessionSlots.get(e.session)?.values() ?? [])] : [];
       return {
-        ...e.stats, address: e.label, roundTripMs: e.session?.roundTripMs,
+        ...e.stats, address: e.label, roundTripMs: e.session?.roundTripMs, directSlots: e.session?.directSlots ?? 0,
         credit: Math.max(0, ...ids.map((id) => this.#scheduler.creditOf(id))),
       };
     });

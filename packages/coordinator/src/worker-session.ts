@@ -4,7 +4,7 @@ import {
   AuthenticationError, ConnectError, ConnectionClosedError, DEFAULT_LIMITS, MapScaleError, ProtocolError,
   ProtocolVersionError, RemoteProtocolError, clientHandshake, deserializeError,
   type DaemonMessage, type Message, type ResultsMessage, type SerializedError, type ShippedCode, type WelcomeMessage,
-  type SlotLostMessage, type OutputMessage, type SetupDoneMessage, peerFrameLimit,
+  type SlotLostMessage, type OutputMessage, type SetupDoneMessage, type DataEndpoint, peerFrameLimit,
 } from '@mapscale/protocol';
 import type { FramedConnection } from '@mapscale/worker-server';
 import { explainHandshakeFailure, openConnection, type DaemonAddress } from './transport.js';
@@ -82,6 +82,10 @@ export class WorkerSession extends EventEmitter<WorkerSessionEvents> {
   #roundTrips: number[] = [];
   #daemonFrameBytes: number = DEFAULT_LIMITS.maxFrameBytes;
   #lastPingSeq = 0;
+  /** Per slot, its data connection once attached: its jobs go there, straight to the instance's thread. */
+  readonly #data = new Map<number, FramedConnection>();
+  /** Per slot, the data connection being opened, to give up when the slot is lost or the session ends. */
+  readonly #attaching = new Map<number, AbortController>();
   /** The one reply this side is waiting for, if any: handshake, setup and shutdown are request/response. */
   #waiter: { accept: (message: DaemonMessage) => boolean; reject: (error: MapScaleError) => void } | null = null;
 
@@ -112,6 +116,11 @@ export class WorkerSession extends EventEmitter<WorkerSessionEvents> {
 
   get hostname(): string | undefined {
     return this.#welcome?.hostname;
+  }
+
+  /** Slots whose jobs travel on a data connection of their own. */
+  get directSlots(): number {
+    return this.#data.size;
   }
 
   /**
@@ -154,12 +163,75 @@ export class WorkerSession extends EventEmitter<WorkerSessionEvents> {
     if (reply.type === 'setup-failed') {
       throw new SetupError(`${this.address.label}#${reply.slot}`, deserializeError(reply.error));
     }
-    this.#slots = (reply as SetupDoneMessage).slots;
-    this.#daemonFrameBytes = peerFrameLimit((reply as SetupDoneMessage).maxFrameBytes);
+    const done = reply as SetupDoneMessage;
+    this.#slots = done.slots;
+    this.#daemonFrameBytes = peerFrameLimit(done.maxFrameBytes);
     this.#state = 'ready';
     this.#startHeartbeat(connection);
     this.#log.debug({ event: 'ready', slots: this.#slots });
+    if (Array.isArray(done.data)) done.data.forEach((endpoint, slot) => this.#attach(slot, endpoint));
     return this.#slots;
+  }
+
+  /**
+   * Opens `slot`'s data connection in the background; until it is attached (or if it never is: a
+   * firewall, say) the slot's jobs go through the daemon's port, so nothing waits for it.
+   */
+  #attach(slot: number, endpoint: DataEndpoint | null | undefined): void {
+    if (!isDataEndpoint(endpoint) || slot >= this.#slots) return;
+    this.#detach(slot);
+    const attempt = new AbortController();
+    this.#attaching.set(slot, attempt);
+    const address = { host: this.address.host, port: endpoint.port, label: `${this.address.label} (slot ${slot}'s data port ${endpoint.port})` };
+    const frameBytes = this.#options.maxFrameBytes ?? DEFAULT_LIMITS.maxFrameBytes;
+    const adopt = (connection: FramedConnection): boolean => {
+      if (this.#attaching.get(slot) !== attempt || this.#state !== 'ready') return false;
+      this.#attaching.delete(slot);
+      this.#data.set(slot, connection);
+      connection.on('close', (error) => {
+        if (this.#data.get(slot) !== connection) return;
+        // The daemon reports the slot lost (its batches here dropped) and offers a new endpoint.
+        this.#data.delete(slot);
+        this.#log.debug({ event: 'data-connection-closed', slot, reason: error?.message });
+      });
+      this.#log.debug({ event: 'data-attached', slot, port: endpoint.port });
+      return true;
+    };
+    openConnection(address, this.#options.connectTimeoutMs, frameBytes, this.#options.tls, attempt.signal)
+      .then((connection) => attachAs(connection, slot, endpoint.token, this.#options.connectTimeoutMs, attempt.signal, adopt,
+        (message) => this.#onDataMessage(slot, connection, message)))
+      .catch((error: Error) => {
+        if (this.#attaching.get(slot) === attempt) this.#attaching.delete(slot);
+        if (attempt.signal.aborted || this.#state !== 'ready') return;
+        this.#log.warn({ event: 'data-connection-failed', slot, reason: error.message, hint: 'its jobs go through the daemon port instead' });
+      });
+  }
+
+  /** Forgets `slot`'s data connection (and any attempt at one). */
+  #detach(slot: number): void {
+    this.#attaching.get(slot)?.abort();
+    this.#attaching.delete(slot);
+    this.#data.get(slot)?.destroy();
+    this.#data.delete(slot);
+  }
+
+  #detachAll(): void {
+    for (const slot of [...this.#attaching.keys(), ...this.#data.keys()]) this.#detach(slot);
+  }
+
+  #onDataMessage(slot: number, connection: FramedConnection, message: Message): void {
+    if (this.#data.get(slot) !== connection) return;
+    const daemonMessage = message as DaemonMessage;
+    if (daemonMessage.type === 'results' && daemonMessage.slot === slot) {
+      if (this.#state === 'ready') this.emit('results', daemonMessage);
+      return;
+    }
+    if (daemonMessage.type === 'error') {
+      this.#log.warn({ event: 'data-connection-error', slot, code: daemonMessage.code, reason: daemonMessage.message });
+      connection.destroy();
+      return;
+    }
+    connection.fail(new ProtocolError(`daemon ${this.address.label} sent an unexpected "${daemonMessage.type}" on slot ${slot}'s data connection`));
   }
 
   async #handshake(connection: FramedConnection): Promise<void> {
@@ -172,11 +244,12 @@ export class WorkerSession extends EventEmitter<WorkerSessionEvents> {
   }
 
   sendJobs(slot: number, batch: number, payload: Uint8Array, timeoutMs?: number): void {
-    this.#connection?.send({ type: 'jobs', slot, batch, payload, timeoutMs });
+    (this.#data.get(slot) ?? this.#connection)?.send({ type: 'jobs', slot, batch, payload, timeoutMs });
   }
 
   cancel(slot: number, batches: number[]): void {
-    if (this.#state === 'ready') this.#connection?.send({ type: 'cancel', slot, batches });
+    // On the path its jobs took: a cancel that overtook them would find nothing to drop.
+    if (this.#state === 'ready') (this.#data.get(slot) ?? this.#connection)?.send({ type: 'cancel', slot, batches });
   }
 
   /**
@@ -229,6 +302,7 @@ export class WorkerSession extends EventEmitter<WorkerSessionEvents> {
     this.#state = 'shutting-down';
     connection.send({ type: 'shutdown' });
     const reply = await this.#reply((m) => m.type === 'shutdown-done');
+    this.#detachAll();
     connection.end();
     return (reply as { errors: { slot: number; error: SerializedError }[] }).errors
       .map(({ slot, error }) => ({ slot, error: deserializeError(error) }));
@@ -237,6 +311,7 @@ export class WorkerSession extends EventEmitter<WorkerSessionEvents> {
   /** Drops the connection at once; used when the session is no longer wanted. */
   destroy(): void {
     this.#opening.abort();
+    this.#detachAll();
     this.#connection?.destroy();
   }
 
@@ -282,10 +357,15 @@ export class WorkerSession extends EventEmitter<WorkerSessionEvents> {
           if (this.#state === 'ready') this.emit('results', daemonMessage);
           return;
         case 'slot-lost':
+          // Whatever its data connection still carries belongs to batches now counted lost.
+          this.#detach(daemonMessage.slot);
           if (this.#state === 'ready') this.emit('slot-lost', daemonMessage);
           return;
         case 'slot-ready':
-          if (this.#state === 'ready') this.emit('slot-ready', daemonMessage.slot);
+          if (this.#state === 'ready') {
+            this.#attach(daemonMessage.slot, daemonMessage.data);
+            this.emit('slot-ready', daemonMessage.slot);
+          }
           return;
         case 'slot-failed':
           if (this.#state === 'ready') this.emit('slot-failed', daemonMessage.slot, deserializeError(daemonMessage.error));
@@ -314,6 +394,7 @@ export class WorkerSession extends EventEmitter<WorkerSessionEvents> {
 
   #onClose(error: MapScaleError | undefined): void {
     if (this.#heartbeat) clearInterval(this.#heartbeat);
+    this.#detachAll();
     const previous = this.#state;
     this.#state = 'closed';
     const reason = this.#pendingError ?? error ??
@@ -321,4 +402,49 @@ export class WorkerSession extends EventEmitter<WorkerSessionEvents> {
     this.#rejectWaiter(reason);
     if (previous === 'ready') this.emit('lost', reason);
   }
+}
+
+function isDataEndpoint(value: unknown): value is DataEndpoint {
+  const endpoint = value as DataEndpoint | null | undefined;
+  return typeof endpoint === 'object' && endpoint !== null && Number.isInteger(endpoint.port) && endpoint.port > 0 && endpoint.port <= 65535 &&
+    endpoint.token instanceof Uint8Array;
+}
+
+/**
+ * Presents `token` and waits for `attached`. The connection is adopted in the same tick the answer
+ * is read, because the instance may send results right behind it (for batches that went through the
+ * daemon port meanwhile), in the same chunk. Rejects on any other answer, a close, the deadline or `signal`.
+ */
+function attachAs(
+  connection: FramedConnection, slot: number, token: Uint8Array, timeoutMs: number, signal: AbortSignal,
+  adopt: (connection: FramedConnection) => boolean, onMessage: (message: Message) => void,
+): Promise<void> {
+  connection.unref();
+  return new Promise((resolve, reject) => {
+    let attached = false;
+    const settle = (error?: Error) => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', onAbort);
+      connection.off('close', onClose);
+      if (!error) return resolve();
+      connection.destroy();
+      reject(error);
+    };
+    const onClose = (error: MapScaleError | undefined) => settle(error ?? new ConnectionClosedError('closed before attaching'));
+    const onAbort = () => settle(new ConnectionClosedError('given up'));
+    const timer = setTimeout(() => settle(new ConnectError(`no answer to attach within ${timeoutMs} ms`)), timeoutMs);
+    timer.unref();
+    signal.addEventListener('abort', onAbort, { once: true });
+    connection.on('close', onClose);
+    connection.on('message', (message) => {
+      if (attached) return onMessage(message);
+      if (message.type !== 'attached' || message.slot !== slot) {
+        return settle(new ProtocolError(message.type === 'error' ? `refused: ${message.message}` : `answered attach with "${message.type}"`));
+      }
+      attached = true;
+      if (adopt(connection)) settle();
+      else settle(new ConnectionClosedError('no longer wanted'));
+    });
+    connection.send({ type: 'attach', slot, token });
+  });
 }

@@ -87,12 +87,24 @@ export interface BundleMessage {
   source: Uint8Array;
 }
 
+/**
+ * Where an instance thread listens for its own data connection: the port (on the host the
+ * coordinator already reached) and a one-off token to present in `attach`. Jobs sent on it reach the
+ * thread without passing the daemon's main thread, and its results come straight back.
+ */
+export interface DataEndpoint {
+  port: number;
+  token: Uint8Array;
+}
+
 /** Daemon → coordinator: every instance is set up. */
 export interface SetupDoneMessage {
   type: 'setup-done';
   slots: number;
   /** The largest frame the daemon accepts: a batch of jobs must fit in it. */
   maxFrameBytes?: number;
+  /** Per slot, its data endpoint (null: that slot is served through this connection only). Absent: none offered. */
+  data?: (DataEndpoint | null)[];
 }
 
 /** Daemon → coordinator: an instance failed to restore or set up; the session stays usable for shutdown. */
@@ -110,6 +122,22 @@ export interface JobsMessage {
   payload: Uint8Array;
   /** A job of this batch running longer fails (slot-lost 'timeout') and its instance is replaced. */
   timeoutMs?: number;
+}
+
+/**
+ * Coordinator → instance thread, first frame on a data connection: the token this slot's data
+ * endpoint was announced with. Anything else, or a wrong token, closes the connection.
+ */
+export interface AttachMessage {
+  type: 'attach';
+  slot: number;
+  token: Uint8Array;
+}
+
+/** Instance thread → coordinator: the data connection is this slot's; send its jobs here from now on. */
+export interface AttachedMessage {
+  type: 'attached';
+  slot: number;
 }
 
 /** Coordinator → daemon: drop these batches (queued or running) of an instance; nobody waits for them. */
@@ -133,13 +161,14 @@ export interface PongMessage {
 
 /**
  * Daemon → coordinator: an instance died ('crashed': its thread exited or threw outside a job;
- * 'timeout': a job ran over its time and the instance was ended). `batch`/`jobOffset` name the job
- * it was running, if any. Its batches are not answered; a fresh instance is being set up.
+ * 'timeout': a job ran over its time and the instance was ended) or its data connection broke
+ * ('disconnected': the instance lives on and blames no job). `batch`/`jobOffset` name the job it was
+ * running, if any. Its batches are not answered; `slot-ready` follows once it takes jobs again.
  */
 export interface SlotLostMessage {
   type: 'slot-lost';
   slot: number;
-  reason: 'crashed' | 'timeout';
+  reason: 'crashed' | 'timeout' | 'disconnected';
   batch?: number;
   jobOffset?: number;
   error?: SerializedError;
@@ -163,6 +192,8 @@ export interface OutputMessage {
 export interface SlotReadyMessage {
   type: 'slot-ready';
   slot: number;
+  /** Its new data endpoint, if it offers one. */
+  data?: DataEndpoint;
 }
 
 /** Daemon → coordinator: a replaced instance failed its setup; that slot stays out of service. */
@@ -216,10 +247,11 @@ export interface ErrorMessage {
 }
 
 export type CoordinatorMessage =
-  | HelloMessage | AuthMessage | SetupMessage | StatusRequestMessage | BundleMessage | JobsMessage | CancelMessage | PingMessage | ShutdownMessage | ErrorMessage;
+  | HelloMessage | AuthMessage | SetupMessage | StatusRequestMessage | BundleMessage | JobsMessage | CancelMessage | PingMessage | ShutdownMessage | ErrorMessage
+  | AttachMessage;
 export type DaemonMessage =
   | WelcomeMessage | ReadyMessage | StatusMessage | NeedBundleMessage | SetupDoneMessage | SetupFailedMessage | ResultsMessage | PongMessage | OutputMessage
-  | SlotLostMessage | SlotReadyMessage | SlotFailedMessage | GoodbyeMessage | ShutdownDoneMessage | ErrorMessage;
+  | SlotLostMessage | SlotReadyMessage | SlotFailedMessage | GoodbyeMessage | ShutdownDoneMessage | ErrorMessage | AttachedMessage;
 export type Message = CoordinatorMessage | DaemonMessage;
 export type MessageType = Message['type'];
 
@@ -250,6 +282,8 @@ const REQUIRED_FIELDS: Record<MessageType, Record<string, FieldKind>> = {
   shutdown: {},
   'shutdown-done': { errors: 'array' },
   error: { code: 'string', message: 'string' },
+  attach: { slot: 'number', token: 'bytes' },
+  attached: { slot: 'number' },
 };
 
 function hasKind(value: unknown, kind: FieldKind): boolean {

@@ -25,6 +25,7 @@ const argv = yargs(hideBin(process.argv))
   .option('tls-key', { type: 'string', describe: 'PEM file of its private key' })
   .option('tls-ca', { type: 'string', describe: 'PEM file of the CA(s) whose client certificates coordinators must present (mutual TLS)' })
   .option('max-connections', { type: 'number', default: D.maxConnections, describe: 'connections open at once; more are refused' })
+  .option('data-connections', { type: 'boolean', default: D.dataConnections, describe: 'give each worker instance its own data connection on a fresh port (--no-data-connections: jobs use the daemon port only)' })
   .option('max-unauthenticated', { type: 'number', default: D.maxUnauthenticated, describe: 'connections still in their handshake at once; more are refused' })
   .option('log-level', { type: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] })
   .option('handshake-timeout-ms', { type: 'number', default: D.handshakeTimeoutMs, describe: 'drop connections that have not finished the handshake by then' })
@@ -96,6 +97,7 @@ try {
     tls: readTls(),
     maxConnections: argv['max-connections'],
     maxUnauthenticated: argv['max-unauthenticated'],
+    dataConnections: argv['data-connections'],
     handshakeTimeoutMs: argv['handshake-timeout-ms'],
     maxFrameBytes: argv['max-frame-bytes'],
     cacheDir: argv['cache-dir'],

@@ -1,6 +1,12 @@
 import { hostname } from 'node:os';
 import { MAPSCALE_VERSION } from '@mapscale/protocol';
 
+/** Something that counts the jobs it answered (a worker instance: its thread keeps the counts). */
+export interface JobCounter {
+  readonly counts: { jobsDone: number; jobErrors: number };
+  readonly ended: Promise<unknown>;
+}
+
 /** What `mapscale-worker status` reports: counters the daemon keeps over its whole life. */
 export class DaemonStats {
   readonly startedAt = Date.now();
@@ -10,8 +16,26 @@ export class DaemonStats {
   jobErrors = 0;
   instanceDeaths = 0;
   protocolErrors = 0;
+  readonly #live = new Set<JobCounter>();
+
+  /** Counts `counter`'s jobs while it lives, and adds its totals to the daemon's once it has ended. */
+  track(counter: JobCounter): void {
+    this.#live.add(counter);
+    void counter.ended.then(() => {
+      this.#live.delete(counter);
+      const { jobsDone, jobErrors } = counter.counts;
+      this.jobsDone += jobsDone;
+      this.jobErrors += jobErrors;
+    });
+  }
 
   snapshot(workers: number): DaemonStatus {
+    let jobsDone = this.jobsDone;
+    let jobErrors = this.jobErrors;
+    for (const counter of this.#live) {
+      jobsDone += counter.counts.jobsDone;
+      jobErrors += counter.counts.jobErrors;
+    }
     return {
       version: MAPSCALE_VERSION,
       node: process.versions.node,
@@ -21,8 +45,8 @@ export class DaemonStats {
       slotsPerSession: workers,
       sessionsOpen: this.sessionsOpen,
       sessionsTotal: this.sessionsTotal,
-      jobsDone: this.jobsDone,
-      jobErrors: this.jobErrors,
+      jobsDone,
+      jobErrors,
       instanceDeaths: this.instanceDeaths,
       protocolErrors: this.protocolErrors,
     };

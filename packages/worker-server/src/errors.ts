@@ -31,3 +31,8 @@ export class ResultTooLargeError extends MapScaleError {
       `, over the frame limit of ${limit} bytes: return smaller results, or raise --max-frame-bytes on the daemon and maxFrameBytes on the coordinator`);
   }
 }
+
+/** A connection that did not finish its handshake (or, on a data connection, its attach) in time. */
+export class HandshakeTimeoutError extends MapScaleError {
+  override readonly code = 'MS_HANDSHAKE_TIMEOUT';
+}

@@ -1,9 +1,11 @@
-import type { SerializedError, ShippedCode } from '@mapscale/protocol';
+import type { DataEndpoint, SerializedError, ShippedCode } from '@mapscale/protocol';
+import type { WorkerServerTlsOptions } from './options.js';
 
 /**
  * Shared between an instance thread and the daemon's main thread, written by the thread as it
- * works: which batch and which job of it is running. The main thread reads it to time jobs out
- * (no progress for too long) and to name the job an instance died on, at no per-job message cost.
+ * works: which batch and which job of it is running, and that batch's time limit. The main thread
+ * reads it to time jobs out (no progress for too long) and to name the job an instance died on, at
+ * no per-job message cost.
  */
 export const PROGRESS = Object.freeze({
   /** Batch id being run, or 0 when idle. */
@@ -12,20 +14,51 @@ export const PROGRESS = Object.freeze({
   jobOffset: 1,
   /** Bumped once per job started: a watchdog that sees it unchanged knows the job is still running. */
   jobsStarted: 2,
-  length: 3,
+  /** The running batch's time limit per job in ms, or 0 for none. Written before `batch`. */
+  limitMs: 3,
+  /**
+   * 1 while the main thread's watchdog samples this instance. A thread starting a timed batch
+   * sets it from 0 to 1 and then asks for a watchdog (`watch`), so one is always running while a
+   * time limit is in play, whichever channel the batch came through.
+   */
+  watching: 4,
+  length: 5,
 });
+
+/** Counters the thread bumps per results part (BigInt64Array over a SharedArrayBuffer): the daemon's status reads them. */
+export const COUNTERS = Object.freeze({ jobsDone: 0, jobErrors: 1, length: 2 });
+
+/** How an instance thread offers a data connection of its own (see DataListener). */
+export interface DataConfig {
+  slot: number;
+  /** Address to listen on: the daemon's own, so the coordinator reaches it where it reached the daemon. */
+  host: string;
+  tls?: WorkerServerTlsOptions;
+  handshakeTimeoutMs: number;
+  /** Largest frame accepted once attached. */
+  maxFrameBytes: number;
+  /** Results frames are fitted to this (the smaller of both sides' limits). */
+  resultsFrameLimit: number;
+}
 
 /** Daemon main thread → instance thread. */
 export type ToInstance =
-  | { kind: 'init'; code: ShippedCode; flushMs: number; progress: SharedArrayBuffer; bundlePath?: string }
-  | { kind: 'batch'; batch: number; payload: Uint8Array }
+  | { kind: 'init'; code: ShippedCode; flushMs: number; progress: SharedArrayBuffer; counters: SharedArrayBuffer; bundlePath?: string; data?: DataConfig }
+  | { kind: 'batch'; batch: number; payload: Uint8Array; timeoutMs?: number }
   | { kind: 'cancel'; batches: number[] | 'all' }
   | { kind: 'cleanup' };
 
 /** Instance thread → daemon main thread. */
 export type FromInstance =
-  | { kind: 'ready' }
+  | { kind: 'ready'; data?: DataEndpoint }
   | { kind: 'setup-failed'; error: SerializedError }
   | { kind: 'results'; batch: number; offset: number; count: number; payload: Uint8Array; errors?: [number, SerializedError][]; busyMs: number; final: boolean }
   | { kind: 'cleaned'; error?: SerializedError }
-  | { kind: 'output'; stream: 'stdout' | 'stderr'; text: string; phase: 'setup' | 'call' | 'cleanup'; batch?: number; jobOffset?: number };
+  | { kind: 'output'; stream: 'stdout' | 'stderr'; text: string; phase: 'setup' | 'call' | 'cleanup'; batch?: number; jobOffset?: number }
+  /** A timed batch started while no watchdog ran. */
+  | { kind: 'watch' }
+  /** Events of the data connection, for the daemon's log and the coordinator. */
+  | { kind: 'data-attached'; peer: string }
+  | { kind: 'data-refused'; peer: string; code: string; reason: string }
+  /** The attached data connection closed: its batches were dropped; `data` is the fresh endpoint offered instead, if any. */
+  | { kind: 'data-closed'; code?: string; reason: string; data?: DataEndpoint };

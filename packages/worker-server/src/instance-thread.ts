@@ -6,16 +6,20 @@
 import { parentPort } from 'node:worker_threads';
 import { format } from 'node:util';
 import { performance } from 'node:perf_hooks';
-import { createCodec, serializeError, truncateText, type SerializedError } from '@mapscale/protocol';
+import { ProtocolError, createCodec, serializeError, truncateText, type DataEndpoint, type Message, type SerializedError } from '@mapscale/protocol';
 import { explainScopeError, restoreWorkFunction, type RestoredWorkFunction } from './restore.js';
-import { PROGRESS, type FromInstance, type ToInstance } from './instance-protocol.js';
+import { COUNTERS, PROGRESS, type DataConfig, type FromInstance, type ToInstance } from './instance-protocol.js';
+import { DataListener } from './data-listener.js';
+import { fitResultsFrame } from './result-frame.js';
+import type { FramedConnection } from './transport.js';
 
 const port = parentPort!;
 const codec = createCodec();
 let restored: RestoredWorkFunction | null = null;
 let flushMs = 5;
 let progress: Int32Array<ArrayBufferLike> = new Int32Array(PROGRESS.length);
-/** Batches arrive while one runs; they are answered strictly in arrival order. */
+let counters: BigInt64Array<ArrayBufferLike> = new BigInt64Array(COUNTERS.length);
+/** Batches arrive while one runs (from the main thread or the data connection); answered strictly in arrival order. */
 const queue: ToInstance[] = [];
 let draining = false;
 /** Batches nobody waits for any more: skipped if queued, stopped between jobs if running. */
@@ -56,12 +60,36 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
   return value !== null && (typeof value === 'object' || typeof value === 'function') && typeof (value as PromiseLike<unknown>).then === 'function';
 }
 
-/** Packs results into their own exact-size buffer so it can be transferred, not cloned. */
-function packResults(values: unknown[]): Uint8Array {
-  return new Uint8Array(codec.pack(values));
+/**
+ * Answers a part of a batch: straight to the coordinator on the data connection when one is
+ * attached, else through the main thread (packed into a buffer of its own so it is transferred, not cloned).
+ */
+function sendResults(batch: number, offset: number, values: unknown[], errors: [number, SerializedError][] | undefined, busyMs: number, final: boolean): void {
+  Atomics.add(counters, COUNTERS.jobsDone, BigInt(values.length));
+  if (errors) Atomics.add(counters, COUNTERS.jobErrors, BigInt(errors.length));
+  if (data) {
+    const payload = codec.pack(values);
+    data.connection.send(fitResultsFrame({ type: 'results', slot: data.config.slot, batch, offset, payload, errors, busyMs, final }, data.config.resultsFrameLimit));
+    return;
+  }
+  const bytes = new Uint8Array(codec.pack(values));
+  post({ kind: 'results', batch, offset, count: values.length, payload: bytes, errors, busyMs, final }, [bytes.buffer as ArrayBuffer]);
 }
 
-async function runBatch(batch: number, payload: Uint8Array): Promise<void> {
+/** The time limit is published before the batch id, so a watchdog that sees the batch sees its limit. */
+function startBatch(batch: number, timeoutMs: number | undefined): void {
+  const limit = timeoutMs !== undefined && timeoutMs > 0 ? Math.min(Math.ceil(timeoutMs), 0x7fffffff) : 0;
+  Atomics.store(progress, PROGRESS.limitMs, limit);
+  Atomics.store(progress, PROGRESS.batch, batch);
+  if (limit > 0 && Atomics.compareExchange(progress, PROGRESS.watching, 0, 1) === 0) post({ kind: 'watch' });
+}
+
+function endBatch(): void {
+  Atomics.store(progress, PROGRESS.batch, 0);
+  Atomics.store(progress, PROGRESS.limitMs, 0);
+}
+
+async function runBatch(batch: number, payload: Uint8Array, timeoutMs: number | undefined): Promise<void> {
   if (cancelled.delete(batch)) return;
   // Decoding from a Buffer view makes msgpack bin values Buffers again (from a bare Uint8Array they would not be).
   const jobs = codec.unpack(Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength)) as unknown[];
@@ -72,14 +100,13 @@ async function runBatch(batch: number, payload: Uint8Array): Promise<void> {
   let sliceStart = performance.now();
   const flush = (final: boolean) => {
     const now = performance.now();
-    const bytes = packResults(values);
-    post({ kind: 'results', batch, offset, count: values.length, payload: bytes, errors, busyMs: now - sliceStart, final }, [bytes.buffer as ArrayBuffer]);
+    sendResults(batch, offset, values, errors, now - sliceStart, final);
     offset += values.length;
     values = [];
     errors = undefined;
     sliceStart = now;
   };
-  progress[PROGRESS.batch] = batch;
+  startBatch(batch, timeoutMs);
   // Reading the clock before every job costs ~8% of a trivial job; while jobs are fast it is read
   // every `stride` jobs instead, and every job again as soon as they are not.
   let stride = 1;
@@ -95,7 +122,7 @@ async function runBatch(batch: number, payload: Uint8Array): Promise<void> {
     }
     if (cancelled.size > 0 && cancelled.has(batch)) {
       cancelled.delete(batch);
-      progress[PROGRESS.batch] = 0;
+      endBatch();
       return;
     }
     progress[PROGRESS.jobOffset] = i;
@@ -110,7 +137,7 @@ async function runBatch(batch: number, payload: Uint8Array): Promise<void> {
     }
     values.push(value);
   }
-  progress[PROGRESS.batch] = 0;
+  endBatch();
   flush(true);
 }
 
@@ -119,10 +146,12 @@ async function handle(message: ToInstance): Promise<void> {
     case 'init': {
       flushMs = message.flushMs;
       progress = new Int32Array(message.progress);
+      counters = new BigInt64Array(message.counters);
+      dataConfig = message.data;
       try {
         restored = await restoreWorkFunction(message.code, message.bundlePath);
         await restored.instance.setup?.();
-        post({ kind: 'ready' });
+        post({ kind: 'ready', data: await offerData() });
       } catch (error) {
         post({ kind: 'setup-failed', error: toWire(error) });
         restored = null;
@@ -131,11 +160,12 @@ async function handle(message: ToInstance): Promise<void> {
     }
     case 'batch':
       phase = 'call';
-      return runBatch(message.batch, message.payload);
+      return runBatch(message.batch, message.payload, message.timeoutMs);
     case 'cancel':
       return; // handled on arrival, see the listener
     case 'cleanup': {
       phase = 'cleanup';
+      closeData();
       try {
         await restored?.instance.cleanup?.();
         post({ kind: 'cleaned' });
@@ -167,8 +197,73 @@ function cancel(batches: number[] | 'all'): void {
   if (running !== 0 && (drop === null || drop.has(running))) cancelled.add(running);
 }
 
-port.on('message', (message: ToInstance) => {
-  if (message.kind === 'cancel') return cancel(message.batches);
+function enqueue(message: ToInstance): void {
   queue.push(message);
   if (!draining) void drain();
+}
+
+port.on('message', (message: ToInstance) => {
+  if (message.kind === 'cancel') return cancel(message.batches);
+  enqueue(message);
 });
+
+// ── The data connection: jobs straight from the coordinator, results straight back ──
+
+let dataConfig: DataConfig | undefined;
+let listener: DataListener | null = null;
+let data: { connection: FramedConnection; config: DataConfig } | null = null;
+/** Set once cleanup starts: a data connection that closes then is expected, and none is offered again. */
+let dataEnded = false;
+
+/** Opens a listener for this instance's data connection; the endpoint goes to the coordinator through the main thread. */
+async function offerData(): Promise<DataEndpoint | undefined> {
+  const config = dataConfig;
+  if (!config || dataEnded) return undefined;
+  const opened = await DataListener.open(config, {
+    attached: (connection) => attach(connection, config),
+    refused: (peer, error) => post({ kind: 'data-refused', peer, code: error.code, reason: error.message }),
+  });
+  if (!opened) return undefined;
+  listener?.close();
+  listener = opened.listener;
+  return opened.endpoint;
+}
+
+function attach(connection: FramedConnection, config: DataConfig): void {
+  listener = null;
+  data = { connection, config };
+  post({ kind: 'data-attached', peer: connection.remoteAddress });
+  connection.on('message', (message: Message) => {
+    switch (message.type) {
+      case 'jobs':
+        if (message.slot !== config.slot) break;
+        return enqueue({ kind: 'batch', batch: message.batch, payload: message.payload, timeoutMs: typeof message.timeoutMs === 'number' ? message.timeoutMs : undefined });
+      case 'cancel':
+        if (message.slot !== config.slot) break;
+        return cancel(message.batches.filter((b): b is number => typeof b === 'number'));
+      case 'error':
+        return connection.end();
+    }
+    connection.fail(new ProtocolError(`unexpected "${message.type}" for slot ${(message as { slot?: unknown }).slot} on slot ${config.slot}'s data connection`));
+  });
+  connection.on('close', (error) => void detach(connection, error));
+}
+
+/**
+ * The data connection closed while this instance lives on. Whatever came through it is dropped
+ * (the coordinator counts this slot's batches as lost) and a fresh endpoint is offered.
+ */
+async function detach(connection: FramedConnection, error: { code: string; message: string } | undefined): Promise<void> {
+  if (data?.connection !== connection) return;
+  data = null;
+  if (dataEnded) return;
+  cancel('all');
+  post({ kind: 'data-closed', code: error?.code, reason: error?.message ?? 'the coordinator closed it', data: await offerData() });
+}
+
+function closeData(): void {
+  dataEnded = true;
+  listener?.close();
+  listener = null;
+  data?.connection.end();
+}

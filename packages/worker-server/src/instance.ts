@@ -1,10 +1,19 @@
 import type { Worker } from 'node:worker_threads';
-import { serializeError, type SerializedError, type ShippedCode } from '@mapscale/protocol';
-import { PROGRESS, type FromInstance, type ToInstance } from './instance-protocol.js';
-
+import { serializeError, type DataEndpoint, type SerializedError, type ShippedCode } from '@mapscale/protocol';
+import { COUNTERS, PROGRESS, type DataConfig, type FromInstance, type ToInstance } from './instance-protocol.js';
 
 type ResultsFromInstance = Extract<FromInstance, { kind: 'results' }>;
 export type OutputFromInstance = Extract<FromInstance, { kind: 'output' }>;
+export type DataEventFromInstance = Extract<FromInstance, { kind: 'data-attached' | 'data-refused' | 'data-closed' }>;
+
+/** What an instance tells its session. */
+export interface InstanceEvents {
+  /** Results that came through the main thread (none while a data connection is attached). */
+  results: (slot: number, results: ResultsFromInstance) => void;
+  death: (slot: number, death: InstanceDeath) => void;
+  output: (slot: number, output: OutputFromInstance) => void;
+  data: (slot: number, event: DataEventFromInstance) => void;
+}
 
 /** How an instance ended without being asked to, and the job it was running, if any. */
 export interface InstanceDeath {
@@ -27,38 +36,39 @@ export class WorkerInstance {
   #exited = false;
   #waiters: ((message: FromInstance | null) => void)[] = [];
   readonly #progress = new Int32Array(new SharedArrayBuffer(PROGRESS.length * Int32Array.BYTES_PER_ELEMENT));
-  /** Time limits of the batches handed over and not yet finished. */
-  readonly #timeouts = new Map<number, number>();
+  /** Jobs answered and jobs failed, bumped by the thread whichever way its results travel. */
+  readonly #counters = new BigInt64Array(new SharedArrayBuffer(COUNTERS.length * BigInt64Array.BYTES_PER_ELEMENT));
   #watchdog: NodeJS.Timeout | null = null;
+  #watchEvery = 0;
+  /** Resolves once the thread has exited, whatever the reason. */
+  readonly ended: Promise<void>;
   #lastJobsStarted = -1;
   #lastProgressAt = 0;
 
   constructor(
     slot: number,
-    onResults: (slot: number, results: ResultsFromInstance) => void,
-    onDeath: (slot: number, death: InstanceDeath) => void,
-    onOutput: (slot: number, output: OutputFromInstance) => void = () => {},
+    events: InstanceEvents,
     /** A thread from SpareThreads: loaded, or loading, and not yet initialised. */
     worker: Worker,
   ) {
     this.slot = slot;
     this.#worker = worker;
+    this.ended = new Promise((resolve) => worker.once('exit', () => resolve()));
     const died = (reason: InstanceDeath['reason'], error: Error) => {
       if (this.#exited) return;
       this.#exited = true;
       this.#stopWatchdog();
       this.#flushWaiters();
       const batch = Atomics.load(this.#progress, PROGRESS.batch);
-      onDeath(slot, batch === 0 ? { reason, error } : { reason, error, batch, jobOffset: Atomics.load(this.#progress, PROGRESS.jobOffset) });
+      events.death(slot, batch === 0 ? { reason, error } : { reason, error, batch, jobOffset: Atomics.load(this.#progress, PROGRESS.jobOffset) });
     };
     this.#worker.on('message', (message: FromInstance) => {
-      if (message.kind === 'results') {
-        if (message.final) this.#timeouts.delete(message.batch);
-        onResults(slot, message);
-      } else if (message.kind === 'output') {
-        onOutput(slot, message);
-      } else {
-        this.#waiters.shift()?.(message);
+      switch (message.kind) {
+        case 'results': return events.results(slot, message);
+        case 'output': return events.output(slot, message);
+        case 'watch': return this.#startWatchdog();
+        case 'data-attached': case 'data-refused': case 'data-closed': return events.data(slot, message);
+        default: this.#waiters.shift()?.(message);
       }
     });
     this.#worker.on('error', (error) => died('crashed', error));
@@ -75,17 +85,31 @@ export class WorkerInstance {
     return this.#setUp;
   }
 
-  /** Restores the work function and runs setup(); resolves to the failure, or null. */
-  async setup(code: ShippedCode, flushMs: number, bundlePath?: string): Promise<SerializedError | null> {
-    const request = this.#request({ kind: 'init', code, flushMs, progress: this.#progress.buffer as SharedArrayBuffer, bundlePath });
+  /** Jobs answered so far, and how many of them failed. */
+  get counts(): { jobsDone: number; jobErrors: number } {
+    return {
+      jobsDone: Number(Atomics.load(this.#counters, COUNTERS.jobsDone)),
+      jobErrors: Number(Atomics.load(this.#counters, COUNTERS.jobErrors)),
+    };
+  }
+
+  /**
+   * Restores the work function and runs setup(); resolves to the failure, or to the data endpoint
+   * the thread offers (when `data` asks it to offer one and a port could be opened).
+   */
+  async setup(code: ShippedCode, flushMs: number, bundlePath?: string, data?: DataConfig): Promise<{ error: SerializedError } | { error: null; data?: DataEndpoint }> {
+    const request = this.#request({
+      kind: 'init', code, flushMs, bundlePath, data,
+      progress: this.#progress.buffer as SharedArrayBuffer, counters: this.#counters.buffer as SharedArrayBuffer,
+    });
     this.#setupDone = request;
     const reply = await request;
     if (reply?.kind === 'ready') {
       this.#setUp = true;
-      return null;
+      return { error: null, data: reply.data };
     }
-    if (reply?.kind === 'setup-failed') return reply.error;
-    return serializeError(new Error('worker instance thread exited during setup'));
+    if (reply?.kind === 'setup-failed') return { error: reply.error };
+    return { error: serializeError(new Error('worker instance thread exited during setup')) };
   }
 
   /**
@@ -93,18 +117,12 @@ export class WorkerInstance {
    * transferred as it is; any other is first copied into a buffer of its own.
    */
   runBatch(batch: number, payload: Uint8Array, timeoutMs?: number, owned = false): void {
-    if (timeoutMs !== undefined) {
-      this.#timeouts.set(batch, timeoutMs);
-      this.#startWatchdog();
-    }
     const own = owned && payload.buffer instanceof ArrayBuffer ? payload : new Uint8Array(payload);
-    this.#send({ kind: 'batch', batch, payload: own }, [own.buffer as ArrayBuffer]);
+    this.#send({ kind: 'batch', batch, payload: own, timeoutMs }, [own.buffer as ArrayBuffer]);
   }
 
   /** Drops queued batches and stops a running one between jobs. */
   cancel(batches: number[] | 'all'): void {
-    if (batches === 'all') this.#timeouts.clear();
-    else for (const batch of batches) this.#timeouts.delete(batch);
     this.#send({ kind: 'cancel', batches });
   }
 
@@ -136,14 +154,17 @@ export class WorkerInstance {
   }
 
   /**
-   * Samples the thread's job counter. A job is over time when the counter has not moved for
-   * longer than its batch's limit while that batch runs. Runs only while limits are in play.
+   * Samples the thread's job counter while it runs a batch with a time limit (the thread asks for
+   * this with `watch`). A job is over time when the counter has not moved for longer than the limit.
    */
   #startWatchdog(): void {
-    if (this.#watchdog) return;
-    const smallest = Math.min(...this.#timeouts.values());
-    const every = Math.min(250, Math.max(5, Math.floor(smallest / 10)));
-    this.#lastProgressAt = performance.now();
+    const limit = Atomics.load(this.#progress, PROGRESS.limitMs);
+    const every = Math.min(250, Math.max(5, Math.floor((limit || 1000) / 10)));
+    if (this.#watchdog && every === this.#watchEvery) return;
+    if (this.#watchdog) clearInterval(this.#watchdog);
+    else this.#lastProgressAt = performance.now();
+    Atomics.store(this.#progress, PROGRESS.watching, 1);
+    this.#watchEvery = every;
     this.#watchdog = setInterval(() => this.#check(), every);
     this.#watchdog.unref();
   }
@@ -152,14 +173,24 @@ export class WorkerInstance {
     const now = performance.now();
     const started = Atomics.load(this.#progress, PROGRESS.jobsStarted);
     const batch = Atomics.load(this.#progress, PROGRESS.batch);
-    if (started !== this.#lastJobsStarted || batch === 0) {
+    const limit = Atomics.load(this.#progress, PROGRESS.limitMs);
+    if (batch === 0 || limit === 0) {
+      // Nothing timed runs: stop, unless a timed batch started between the two reads (the thread
+      // saw `watching` still 1 and did not ask again).
+      Atomics.store(this.#progress, PROGRESS.watching, 0);
+      if (Atomics.load(this.#progress, PROGRESS.batch) === 0 || Atomics.load(this.#progress, PROGRESS.limitMs) === 0) {
+        this.#stopWatchdog();
+        return;
+      }
+      Atomics.store(this.#progress, PROGRESS.watching, 1);
+    }
+    if (started !== this.#lastJobsStarted) {
       this.#lastJobsStarted = started;
       this.#lastProgressAt = now;
-      if (this.#timeouts.size === 0) this.#stopWatchdog();
+      if (this.#watchEvery !== Math.min(250, Math.max(5, Math.floor(limit / 10)))) this.#startWatchdog();
       return;
     }
-    const limit = this.#timeouts.get(batch);
-    if (limit !== undefined && now - this.#lastProgressAt >= limit) {
+    if (limit > 0 && now - this.#lastProgressAt >= limit) {
       this.#onTimeout(new Error(`job ran over its time limit of ${limit} ms`));
     }
   }

@@ -37,6 +37,13 @@ export interface WorkerServerOptions {
   maxConnections?: number;
   /** Connections still in their handshake (TLS or MapScale) at once; one over it is refused at once. */
   maxUnauthenticated?: number;
+  /**
+   * Each instance thread offers the coordinator a data connection of its own (a fresh port on
+   * `host`, opened for one connection with a one-off token), so jobs and results skip the main
+   * thread. Off: everything travels through the daemon's one port (e.g. behind a firewall that
+   * opens only that port; a coordinator that cannot reach a data port falls back to it anyway).
+   */
+  dataConnections?: boolean;
   /** pino logger; the daemon logs through child loggers of it. */
   logger?: Logger;
 }
@@ -73,6 +80,7 @@ export const DEFAULT_WORKER_SERVER_OPTIONS: Readonly<Omit<ResolvedWorkerServerOp
   maxConnections: 256,
   // Pre-auth buffering is at most one 16 KiB frame per connection: this bounds it to 1 MiB.
   maxUnauthenticated: 64,
+  dataConnections: true,
 });
 
 function positiveInteger(name: string, value: number, min = 1): number {
@@ -98,6 +106,7 @@ export function resolveWorkerServerOptions(options: WorkerServerOptions, logger:
   if (merged.maxUnauthenticated > merged.maxConnections) {
     throw new WorkerServerConfigError(`option "maxUnauthenticated" (${merged.maxUnauthenticated}) must be ≤ "maxConnections" (${merged.maxConnections})`);
   }
+  if (typeof merged.dataConnections !== 'boolean') throw new WorkerServerConfigError(`option "dataConnections" must be a boolean, got ${String(merged.dataConnections)}`);
   if (typeof merged.insecure !== 'boolean') throw new WorkerServerConfigError(`option "insecure" must be a boolean, got ${String(merged.insecure)}`);
   if (typeof merged.host !== 'string' || merged.host.length === 0) throw new WorkerServerConfigError('option "host" must be a non-empty string');
   if (merged.tls !== undefined) checkTls(merged.tls);

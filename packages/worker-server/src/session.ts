@@ -5,15 +5,17 @@ import {
   computeProof, createNonce, localVersions, nodeMismatch, verifyProof, versionMismatch,
   serializeError, peerFrameLimit,
   type AuthMessage, type CancelMessage, type HelloMessage, type JobsMessage, type Message, type SetupMessage, type SerializedError,
-  type ShippedCode, type BundleMessage,
+  type ShippedCode, type BundleMessage, type DataEndpoint,
 } from '@mapscale/protocol';
 import type { FramedConnection } from './transport.js';
-import { WorkerInstance, type InstanceDeath } from './instance.js';
+import { WorkerInstance, type DataEventFromInstance, type InstanceDeath } from './instance.js';
+import type { DataConfig } from './instance-protocol.js';
 import type { BundleCache } from './bundle-cache.js';
 import type { DaemonStats } from './daemon-stats.js';
 import type { SpareThreads } from './spare-threads.js';
 import type { ResolvedWorkerServerOptions } from './options.js';
 import { fitResultsFrame } from './result-frame.js';
+import { HandshakeTimeoutError } from './errors.js';
 
 /**
  * A session's life. Each state accepts exactly the messages listed in `handle`; anything else
@@ -21,10 +23,6 @@ import { fitResultsFrame } from './result-frame.js';
  */
 type SessionState =
   | 'awaiting-hello' | 'awaiting-auth' | 'authenticated' | 'awaiting-bundle' | 'setting-up' | 'serving' | 'shutting-down' | 'closed';
-
-class HandshakeTimeoutError extends MapScaleError {
-  override readonly code = 'MS_HANDSHAKE_TIMEOUT';
-}
 
 /** One coordinator's connection to this daemon, with the worker instances it owns. */
 export class CoordinatorSession {
@@ -209,26 +207,36 @@ export class CoordinatorSession {
     }
     const slots = Math.min(Math.max(1, Math.floor(message.slots) || this.#options.workers), this.#options.workers);
     this.#instances = Array.from({ length: slots }, (_, slot) => this.#createInstance(slot));
-    const failures = await Promise.all(this.#instances.map((instance) => instance.setup(message.code, this.#options.resultFlushMs, this.#bundlePath)));
+    const outcomes = await Promise.all(this.#instances.map((instance) => this.#setUpInstance(instance)));
     if (this.#state !== 'setting-up') return;
-    const failed = failures.findIndex((failure) => failure !== null);
+    const failed = outcomes.findIndex((outcome) => outcome.error !== null);
     if (failed >= 0) {
-      this.#log.warn({ event: 'setup-failed', slot: failed, error: failures[failed] });
+      this.#log.warn({ event: 'setup-failed', slot: failed, error: outcomes[failed]!.error });
       this.#state = 'authenticated';
-      this.#connection.send({ type: 'setup-failed', slot: failed, error: failures[failed]! });
+      this.#connection.send({ type: 'setup-failed', slot: failed, error: outcomes[failed]!.error! });
       return;
     }
     this.#state = 'serving';
-    this.#log.info({ event: 'setup-done', slots });
-    this.#connection.send({ type: 'setup-done', slots, maxFrameBytes: this.#options.maxFrameBytes });
+    const data = this.#options.dataConnections ? outcomes.map((outcome) => (outcome.error === null ? outcome.data ?? null : null)) : undefined;
+    this.#log.info({ event: 'setup-done', slots, dataConnections: data?.filter((d) => d !== null).length ?? 0 });
+    this.#connection.send({ type: 'setup-done', slots, maxFrameBytes: this.#options.maxFrameBytes, data });
+  }
+
+  #setUpInstance(instance: WorkerInstance): ReturnType<WorkerInstance['setup']> {
+    return instance.setup(this.#code!, this.#options.resultFlushMs, this.#bundlePath, this.#dataConfig(instance.slot));
+  }
+
+  /** What an instance needs to offer its own data connection, unless this daemon serves jobs through the main thread only. */
+  #dataConfig(slot: number): DataConfig | undefined {
+    if (!this.#options.dataConnections) return undefined;
+    const limit = this.#resultsFrameLimit ?? this.#options.maxFrameBytes;
+    return {
+      slot, host: this.#options.host, tls: this.#options.tls, handshakeTimeoutMs: this.#options.handshakeTimeoutMs,
+      maxFrameBytes: this.#options.maxFrameBytes, resultsFrameLimit: limit,
+    };
   }
 
   #bundlePath: string | undefined;
-
-  #countResults(count: number, errors: number): void {
-    this.#stats.jobsDone += count;
-    this.#stats.jobErrors += errors;
-  }
 
   /** The bundle from the cache, or from the coordinator when the cache lacks it. */
   async #fetchBundle(hash: string): Promise<string> {
@@ -250,16 +258,14 @@ export class CoordinatorSession {
   }
 
   #createInstance(slot: number): WorkerInstance {
-    return new WorkerInstance(
-      slot,
-      (s, r) => {
-        this.#countResults(r.count, r.errors?.length ?? 0);
+    const instance = new WorkerInstance(slot, {
+      results: (s, r) => {
         this.#connection.send(fitResultsFrame({
           type: 'results', slot: s, batch: r.batch, offset: r.offset, payload: r.payload, errors: r.errors, busyMs: r.busyMs, final: r.final,
         }, this.#resultsFrameLimit ?? this.#options.maxFrameBytes));
       },
-      (s, death) => void this.#onInstanceDeath(s, death),
-      (s, output) => {
+      death: (s, death) => void this.#onInstanceDeath(s, death),
+      output: (s, output) => {
         // Always in the daemon's own log; to the coordinator too when it asked.
         this.#log.info({ event: 'worker-output', slot: s, stream: output.stream, phase: output.phase, batch: output.batch, jobOffset: output.jobOffset, text: output.text });
         if (this.#forwardOutput) {
@@ -268,8 +274,32 @@ export class CoordinatorSession {
           });
         }
       },
-      this.#spares.take(),
-    );
+      data: (s, event) => this.#onDataEvent(s, event),
+    }, this.#spares.take());
+    this.#stats.track(instance);
+    return instance;
+  }
+
+  /**
+   * A data connection's news. One that closes while its instance lives blames no job: the
+   * coordinator hears the slot lost (its batches there are dropped) and ready again at the fresh
+   * endpoint the instance offers.
+   */
+  #onDataEvent(slot: number, event: DataEventFromInstance): void {
+    switch (event.kind) {
+      case 'data-attached':
+        this.#log.debug({ event: 'data-attached', slot, peer: event.peer });
+        return;
+      case 'data-refused':
+        this.#stats.protocolErrors++;
+        this.#log.warn({ event: 'data-refused', slot, peer: event.peer, code: event.code, reason: event.reason });
+        return;
+      case 'data-closed':
+        if (this.#state !== 'serving') return;
+        this.#log.warn({ event: 'data-connection-lost', slot, code: event.code, reason: event.reason });
+        this.#connection.send({ type: 'slot-lost', slot, reason: 'disconnected' });
+        this.#connection.send({ type: 'slot-ready', slot, data: event.data });
+    }
   }
 
   /**
@@ -287,14 +317,14 @@ export class CoordinatorSession {
     });
     const replacement = this.#createInstance(slot);
     this.#instances[slot] = replacement;
-    const failure = await replacement.setup(this.#code!, this.#options.resultFlushMs, this.#bundlePath);
+    const outcome = await this.#setUpInstance(replacement);
     if (this.#state !== 'serving' || this.#instances[slot] !== replacement) return;
-    if (failure) {
-      this.#log.error({ event: 'instance-replacement-failed', slot, error: failure });
-      this.#connection.send({ type: 'slot-failed', slot, error: failure });
+    if (outcome.error) {
+      this.#log.error({ event: 'instance-replacement-failed', slot, error: outcome.error });
+      this.#connection.send({ type: 'slot-failed', slot, error: outcome.error });
     } else {
       this.#log.info({ event: 'instance-replaced', slot });
-      this.#connection.send({ type: 'slot-ready', slot });
+      this.#connection.send({ type: 'slot-ready', slot, data: outcome.data });
     }
   }
 
