@@ -9,10 +9,15 @@ import { makeTestPki, type TestPki } from './helpers/tls.js';
 const secret = 'tls tests secret';
 
 /** Maps three jobs and shuts down; resolves to what map threw, or null when it returned the squares. */
-async function tryMap(daemon: TestDaemon, options: ProcessorOptions): Promise<unknown> {
+/** Maps through the daemon; with `direct`, also waits for every instance's data connection (over TLS too) and maps over them. */
+async function tryMap(daemon: TestDaemon, options: ProcessorOptions, direct = false): Promise<unknown> {
   const mapper = new Processor(new Power(2), [daemon.address], { secret, connectTimeoutMs: 5_000, ...options });
   try {
     expect(await mapper.map([1, 2, 3])).to.deep.equal([1, 4, 9]);
+    if (direct) {
+      await waitFor(() => mapper.stats()[0]!.directSlots === mapper.workerCount, 10_000, 'every instance to attach its data connection');
+      expect(await mapper.map([4, 5])).to.deep.equal([16, 25]);
+    }
     return null;
   } catch (error) {
     return error;
@@ -50,7 +55,7 @@ describe('security: TLS', function () {
         const listening = daemon!.logs.find((l) => l.event === 'listening')!;
         expect(listening.tls).to.equal(true);
         expect(listening.clientCertificates).to.equal(false);
-        expect(await tryMap(daemon!, { tls: { ca: pki.ca.cert } })).to.equal(null);
+        expect(await tryMap(daemon!, { tls: { ca: pki.ca.cert } }, true)).to.equal(null);
       });
     });
 
@@ -92,7 +97,7 @@ describe('security: TLS', function () {
     it('serves a coordinator presenting a client certificate signed by that CA', async () => {
       await withDaemons(1, { secret, args: tlsArgs(true) }, async ([daemon]) => {
         expect(daemon!.logs.find((l) => l.event === 'listening')!.clientCertificates).to.equal(true);
-        expect(await tryMap(daemon!, { tls: { ca: pki.ca.cert, cert: pki.client.cert, key: pki.client.key } })).to.equal(null);
+        expect(await tryMap(daemon!, { tls: { ca: pki.ca.cert, cert: pki.client.cert, key: pki.client.key } }, true)).to.equal(null);
       });
     });
 
