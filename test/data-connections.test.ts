@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { connect } from 'node:net';
+import { connect, createServer, type AddressInfo } from 'node:net';
 import { promisify } from 'node:util';
 import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -10,6 +10,7 @@ import { FaultyWork, expected, jobs } from './fixtures/fault-work.js';
 import { startDaemon, waitFor, withDaemons } from './helpers/daemon.js';
 import { protocolClient, setUpSession, type ProtocolClient } from './helpers/protocol-client.js';
 import { openSlowLink } from './helpers/slow-link.js';
+import { runDaemonToExit } from './helpers/daemon-exit.js';
 
 const codec = createCodec();
 const run = promisify(execFile);
@@ -237,6 +238,36 @@ describe('data connections: each worker instance takes its jobs on a connection 
           control.connection.destroy();
         }
       });
+    });
+
+    it('takes data ports from --data-ports only; an instance that finds none free is served through the daemon port', async () => {
+      const probe = createServer();
+      await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+      const free = (probe.address() as AddressInfo).port;
+      await new Promise<void>((resolve) => probe.close(() => resolve()));
+      await withDaemons(1, { workers: 2, args: ['--data-ports', `${free}-${free}`] }, async ([daemon]) => {
+        const control = await protocolClient(daemon!.port);
+        try {
+          const done = await setUpSession(control, DOUBLE, 2);
+          const offered = done.data!.filter((d): d is DataEndpoint => d !== null);
+          expect(offered.map((d) => d.port)).to.deep.equal([free]);
+          const direct = done.data!.indexOf(offered[0]!);
+          const data = await attach(daemon!.port, direct, offered[0]!);
+          expect(await runBatch(data, direct, 1, [3])).to.deep.equal([6]);
+          expect(await runBatch(control, 1 - direct, 2, [4])).to.deep.equal([8]);
+          data.connection.end();
+        } finally {
+          control.connection.destroy();
+        }
+      });
+    });
+
+    it('refuses to start with a --data-ports that is not a range of ports', async () => {
+      for (const range of ['7200', '7300-7200', '0-10', '65000-70000']) {
+        const exit = await runDaemonToExit(['--port', '0', '--data-ports', range]);
+        expect(exit.code, range).to.equal(1);
+        expect((exit.logs.find((l) => l.event === 'start-failed') as { err: { code: string } }).err.code, range).to.equal('MS_INVALID_OPTION');
+      }
     });
 
     it('offers no data endpoint with --no-data-connections', async () => {

@@ -26,6 +26,7 @@ const argv = yargs(hideBin(process.argv))
   .option('tls-ca', { type: 'string', describe: 'PEM file of the CA(s) whose client certificates coordinators must present (mutual TLS)' })
   .option('max-connections', { type: 'number', default: D.maxConnections, describe: 'connections open at once; more are refused' })
   .option('data-connections', { type: 'boolean', default: D.dataConnections, describe: 'give each worker instance its own data connection on a fresh port (--no-data-connections: jobs use the daemon port only)' })
+  .option('data-ports', { type: 'string', describe: 'LOW-HIGH: the ports data connections listen on (default: any free port), to open in a firewall' })
   .option('max-unauthenticated', { type: 'number', default: D.maxUnauthenticated, describe: 'connections still in their handshake at once; more are refused' })
   .option('log-level', { type: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] })
   .option('handshake-timeout-ms', { type: 'number', default: D.handshakeTimeoutMs, describe: 'drop connections that have not finished the handshake by then' })
@@ -87,6 +88,14 @@ function readTls(): { cert: string; key: string; ca?: string } | undefined {
   return pem;
 }
 
+/** "7101-7164" → [7101, 7164]; the range itself is checked with the other options. */
+function parsePortRange(text: string | undefined): [number, number] | undefined {
+  if (text === undefined) return undefined;
+  const match = /^(\d{1,5})-(\d{1,5})$/.exec(text.trim());
+  if (!match) throw new WorkerServerConfigError(`--data-ports must be LOW-HIGH (e.g. 7101-7164), got ${JSON.stringify(text)}`);
+  return [Number(match[1]), Number(match[2])];
+}
+
 try {
   const options = {
     host: argv.host,
@@ -98,6 +107,7 @@ try {
     maxConnections: argv['max-connections'],
     maxUnauthenticated: argv['max-unauthenticated'],
     dataConnections: argv['data-connections'],
+    dataPorts: parsePortRange(argv['data-ports']),
     handshakeTimeoutMs: argv['handshake-timeout-ms'],
     maxFrameBytes: argv['max-frame-bytes'],
     cacheDir: argv['cache-dir'],

@@ -55,22 +55,43 @@ export class DataListener {
       this.#server.on('secureConnection', (socket: TLSSocket) => (this.#closed ? socket.destroy() : this.#admit(socket)));
       this.#server.on('tlsClientError', (_error, socket: TLSSocket) => socket.destroy());
     }
-    this.#server.on('error', () => this.close());
   }
 
-  /** Listens; resolves to the endpoint to announce, or null when no port could be opened. */
+  /**
+   * Listens (on a free port of `config.ports`, when given, else on any free port); resolves to the
+   * endpoint to announce, or null when no port could be opened (the slot is then served through the
+   * daemon port).
+   */
   static async open(config: DataConfig, events: DataListenerEvents): Promise<{ listener: DataListener; endpoint: DataEndpoint } | null> {
     const listener = new DataListener(config, events);
-    const port = await new Promise<number | null>((resolve) => {
-      listener.#server.once('error', () => resolve(null));
-      listener.#server.listen(0, config.host, () => resolve((listener.#server.address() as AddressInfo).port));
-    });
+    const port = await listener.#listen(config.ports);
     if (port === null) {
       listener.close();
       return null;
     }
+    // After listening, a server error (none is expected) just ends the offer; the slot keeps the daemon port.
+    listener.#server.on('error', () => listener.close());
     listener.#window = setTimeout(() => listener.close(), config.handshakeTimeoutMs);
     return { listener, endpoint: { port, token: new Uint8Array(listener.#token) } };
+  }
+
+  /** Tries the range from a random point, so threads starting together do not all race for its first port. */
+  async #listen(range: [number, number] | undefined): Promise<number | null> {
+    const [low, high] = range ?? [0, 0];
+    const size = high - low + 1;
+    const first = Math.floor(Math.random() * size);
+    for (let i = 0; i < size; i++) {
+      const port = await new Promise<number | null>((resolve) => {
+        const onError = () => resolve(null);
+        this.#server.once('error', onError);
+        this.#server.listen(range ? low + ((first + i) % size) : 0, this.#config.host, () => {
+          this.#server.off('error', onError);
+          resolve((this.#server.address() as AddressInfo).port);
+        });
+      });
+      if (port !== null) return port;
+    }
+    return null;
   }
 
   /** Stops listening and drops connections still presenting themselves; an attached one is not touched. */
@@ -78,7 +99,7 @@ export class DataListener {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#window) clearTimeout(this.#window);
-    this.#server.close();
+    if (this.#server.listening) this.#server.close();
     for (const connection of this.#pending) connection.destroy();
     this.#pending.clear();
   }

@@ -33,6 +33,8 @@ export interface DataConfig {
   slot: number;
   /** Address to listen on: the daemon's own, so the coordinator reaches it where it reached the daemon. */
   host: string;
+  /** Ports to listen on (inclusive), for firewalls; undefined: any free port. */
+  ports?: [number, number];
   tls?: WorkerServerTlsOptions;
   handshakeTimeoutMs: number;
   /** Largest frame accepted once attached. */

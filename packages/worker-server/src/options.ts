@@ -44,6 +44,12 @@ export interface WorkerServerOptions {
    * opens only that port; a coordinator that cannot reach a data port falls back to it anyway).
    */
   dataConnections?: boolean;
+  /**
+   * The ports data connections listen on, inclusive (e.g. [7101, 7164]: open them in the firewall with
+   * the daemon port). Each instance of each session holds one only until its coordinator attaches.
+   * Undefined: any free port. When none in the range is free, that instance is served through the daemon port.
+   */
+  dataPorts?: [number, number];
   /** pino logger; the daemon logs through child loggers of it. */
   logger?: Logger;
 }
@@ -58,9 +64,10 @@ export interface WorkerServerTlsOptions {
   ca?: string | Buffer | (string | Buffer)[];
 }
 
-export type ResolvedWorkerServerOptions = Required<Omit<WorkerServerOptions, 'secret' | 'tls'>> & {
+export type ResolvedWorkerServerOptions = Required<Omit<WorkerServerOptions, 'secret' | 'tls' | 'dataPorts'>> & {
   secret: string | undefined;
   tls: WorkerServerTlsOptions | undefined;
+  dataPorts: [number, number] | undefined;
 };
 
 export const DEFAULT_WORKER_SERVER_OPTIONS: Readonly<Omit<ResolvedWorkerServerOptions, 'logger'>> = Object.freeze({
@@ -81,6 +88,7 @@ export const DEFAULT_WORKER_SERVER_OPTIONS: Readonly<Omit<ResolvedWorkerServerOp
   // Pre-auth buffering is at most one 16 KiB frame per connection: this bounds it to 1 MiB.
   maxUnauthenticated: 64,
   dataConnections: true,
+  dataPorts: undefined,
 });
 
 function positiveInteger(name: string, value: number, min = 1): number {
@@ -105,6 +113,12 @@ export function resolveWorkerServerOptions(options: WorkerServerOptions, logger:
   positiveInteger('maxUnauthenticated', merged.maxUnauthenticated);
   if (merged.maxUnauthenticated > merged.maxConnections) {
     throw new WorkerServerConfigError(`option "maxUnauthenticated" (${merged.maxUnauthenticated}) must be ≤ "maxConnections" (${merged.maxConnections})`);
+  }
+  if (merged.dataPorts !== undefined) {
+    const [low, high] = Array.isArray(merged.dataPorts) ? merged.dataPorts : [NaN, NaN];
+    if (!Number.isInteger(low) || !Number.isInteger(high) || low! < 1 || high! > 65535 || low! > high!) {
+      throw new WorkerServerConfigError(`option "dataPorts" must be [low, high] with 1 ≤ low ≤ high ≤ 65535, got ${JSON.stringify(merged.dataPorts)}`);
+    }
   }
   if (typeof merged.dataConnections !== 'boolean') throw new WorkerServerConfigError(`option "dataConnections" must be a boolean, got ${String(merged.dataConnections)}`);
   if (typeof merged.insecure !== 'boolean') throw new WorkerServerConfigError(`option "insecure" must be a boolean, got ${String(merged.insecure)}`);

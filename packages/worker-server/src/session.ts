@@ -231,7 +231,7 @@ export class CoordinatorSession {
     if (!this.#options.dataConnections) return undefined;
     const limit = this.#resultsFrameLimit ?? this.#options.maxFrameBytes;
     return {
-      slot, host: this.#options.host, tls: this.#options.tls, handshakeTimeoutMs: this.#options.handshakeTimeoutMs,
+      slot, host: this.#options.host, ports: this.#options.dataPorts, tls: this.#options.tls, handshakeTimeoutMs: this.#options.handshakeTimeoutMs,
       maxFrameBytes: this.#options.maxFrameBytes, resultsFrameLimit: limit,
     };
   }
