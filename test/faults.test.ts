@@ -103,7 +103,7 @@ describe('fault tolerance', () => {
     const mapper = new Processor(new FaultyWork(), 2, quick);
     try {
       expect(await mapper.map(jobs(10))).to.deep.equal(expected(10));
-      const pid = Number(execFileSync('pgrep', ['-P', String(process.pid), '-f', 'worker-server/dist/local-entry.js']).toString().trim().split('\n')[0]);
+      const pid = Number(execFileSync('pgrep', ['-P', String(process.pid), '-f', 'worker-server/dist/(bundled/)?local-entry.js']).toString().trim().split('\n')[0]);
       const running = mapper.map(jobs(2000, 1));
       await new Promise((resolve) => setTimeout(resolve, 200));
       const rejoined = once(mapper, 'worker-rejoined');

@@ -500,12 +500,13 @@ export class Engine {
 
   /** Runs `task` with the process held alive: the caller awaits it, so the app must not exit meanwhile. */
   #hold(): () => void {
-    if (this.#busy++ === 0) this.#keepAlive = setInterval(() => {}, 1 << 30);
+    // One timer for the Processor's life, ref'd only while held: a timer per map costs more than the map's own logic.
+    if (this.#busy++ === 0) (this.#keepAlive ??= setInterval(() => {}, 1 << 30)).ref();
     let released = false;
     return () => {
       if (released) return;
       released = true;
-      if (--this.#busy === 0) clearInterval(this.#keepAlive!);
+      if (--this.#busy === 0) this.#keepAlive?.unref();
     };
   }
 
@@ -862,6 +863,8 @@ export class Engine {
       await endpoint.daemon?.stop();
     }));
     this.#status = 'closed';
+    if (this.#keepAlive) clearInterval(this.#keepAlive);
+    this.#keepAlive = null;
     if (failures.length > 0) throw new CleanupError(failures);
   }
 }

@@ -3,7 +3,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { MapScaleError } from '@mapscale/protocol';
-import { LOCAL_DAEMON_PATH } from '@mapscale/worker-server';
+import { localDaemonEntry } from '@mapscale/worker-server';
 
 /** A local daemon could not be started. */
 export class LocalDaemonError extends MapScaleError {
@@ -27,7 +27,7 @@ export class LocalDaemon {
   constructor(workers: number, secret: string, logger: Logger, startTimeoutMs: number) {
     this.secret = secret;
     this.#log = logger.child({ component: 'local-daemon' });
-    this.#child = spawn(process.execPath, [fileURLToPath(LOCAL_DAEMON_PATH), String(workers)], { env: { ...process.env, MAPSCALE_SECRET: secret }, stdio: ['pipe', 'pipe', 'inherit'] });
+    this.#child = spawn(process.execPath, [fileURLToPath(localDaemonEntry()), String(workers)], { env: { ...process.env, MAPSCALE_SECRET: secret }, stdio: ['pipe', 'pipe', 'inherit'] });
     this.#exited = new Promise((resolve) => this.#child.once('exit', (code) => resolve(code)));
     this.#address = this.#readAddress(startTimeoutMs);
     // Neither the child nor its pipes keep the app alive; shutdown() still stops it.

@@ -226,6 +226,10 @@ export class WorkerSession extends EventEmitter<WorkerSessionEvents> {
       if (this.#state === 'ready') this.emit('results', daemonMessage);
       return;
     }
+    if (daemonMessage.type === 'output' && daemonMessage.slot === slot) {
+      this.emit('output', daemonMessage);
+      return;
+    }
     if (daemonMessage.type === 'error') {
       this.#log.warn({ event: 'data-connection-error', slot, code: daemonMessage.code, reason: daemonMessage.message });
       connection.destroy();

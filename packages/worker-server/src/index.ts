@@ -5,7 +5,11 @@ export { FramedConnection } from './transport.js';
 export { RestoreError, ModuleScopeError, WorkerServerConfigError } from './errors.js';
 /** Path of the daemon's CLI entry. */
 export const WORKER_CLI_PATH = new URL('./cli.js', import.meta.url);
-/** Path of the lean entry coordinators start local daemons with: `node LOCAL_DAEMON_PATH <instances>`. */
-export const LOCAL_DAEMON_PATH = new URL('./local-entry.js', import.meta.url);
+/** The lean entry coordinators start local daemons with, `node <it> <instances>`: its bundle when that is current. */
+export function localDaemonEntry(): URL {
+  return entryPath('local-entry');
+}
+import { entryPath } from './entry.js';
+export { entryPath, type EntryName } from './entry.js';
 export { queryDaemonStatus, type StatusQuery } from './status-client.js';
 export type { DaemonStatus } from './daemon-stats.js';

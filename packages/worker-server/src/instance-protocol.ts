@@ -41,6 +41,8 @@ export interface DataConfig {
   maxFrameBytes: number;
   /** Results frames are fitted to this (the smaller of both sides' limits). */
   resultsFrameLimit: number;
+  /** The coordinator wants what user code prints (setup's `forwardOutput`). */
+  forwardOutput: boolean;
 }
 
 /** Daemon main thread → instance thread. */
@@ -56,7 +58,8 @@ export type FromInstance =
   | { kind: 'setup-failed'; error: SerializedError }
   | { kind: 'results'; batch: number; offset: number; count: number; payload: Uint8Array; errors?: [number, SerializedError][]; busyMs: number; final: boolean }
   | { kind: 'cleaned'; error?: SerializedError }
-  | { kind: 'output'; stream: 'stdout' | 'stderr'; text: string; phase: 'setup' | 'call' | 'cleanup'; batch?: number; jobOffset?: number }
+  /** What user code printed; `forwarded`: already sent to the coordinator on the data connection (the daemon only logs it). */
+  | { kind: 'output'; stream: 'stdout' | 'stderr'; text: string; phase: 'setup' | 'call' | 'cleanup'; batch?: number; jobOffset?: number; forwarded: boolean }
   /** A timed batch started while no watchdog ran. */
   | { kind: 'watch' }
   /** Events of the data connection, for the daemon's log and the coordinator. */

@@ -43,10 +43,14 @@ function captureConsole(): void {
   for (const [method, stream] of streams) {
     (console as unknown as Record<string, unknown>)[method] = (...args: unknown[]) => {
       const batch = progress[PROGRESS.batch]!;
-      post({
-        kind: 'output', stream, text: truncateText(format(...args), MAX_OUTPUT_CHARS), phase,
+      const output = {
+        stream, text: truncateText(format(...args), MAX_OUTPUT_CHARS), phase,
         ...(phase === 'call' && batch !== 0 ? { batch, jobOffset: progress[PROGRESS.jobOffset]! } : {}),
-      });
+      };
+      // On the data connection it stays in step with the results of the job that printed it.
+      const forwarded = data !== null && data.config.forwardOutput;
+      if (forwarded) data!.connection.send({ type: 'output', slot: data!.config.slot, ...output });
+      post({ kind: 'output', ...output, forwarded });
     };
   }
 }
@@ -265,5 +269,7 @@ function closeData(): void {
   dataEnded = true;
   listener?.close();
   listener = null;
+  // What cleanup() prints goes through the main thread from here on.
   data?.connection.end();
+  data = null;
 }

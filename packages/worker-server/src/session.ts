@@ -232,7 +232,7 @@ export class CoordinatorSession {
     const limit = this.#resultsFrameLimit ?? this.#options.maxFrameBytes;
     return {
       slot, host: this.#options.host, ports: this.#options.dataPorts, tls: this.#options.tls, handshakeTimeoutMs: this.#options.handshakeTimeoutMs,
-      maxFrameBytes: this.#options.maxFrameBytes, resultsFrameLimit: limit,
+      maxFrameBytes: this.#options.maxFrameBytes, resultsFrameLimit: limit, forwardOutput: this.#forwardOutput,
     };
   }
 
@@ -268,7 +268,7 @@ export class CoordinatorSession {
       output: (s, output) => {
         // Always in the daemon's own log; to the coordinator too when it asked.
         this.#log.info({ event: 'worker-output', slot: s, stream: output.stream, phase: output.phase, batch: output.batch, jobOffset: output.jobOffset, text: output.text });
-        if (this.#forwardOutput) {
+        if (this.#forwardOutput && !output.forwarded) {
           this.#connection.send({
             type: 'output', slot: s, stream: output.stream, text: output.text, phase: output.phase, batch: output.batch, jobOffset: output.jobOffset,
           });

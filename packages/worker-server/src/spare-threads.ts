@@ -1,6 +1,5 @@
 import { Worker } from 'node:worker_threads';
-
-const THREAD_ENTRY = new URL('./instance-thread.js', import.meta.url);
+import { entryPath } from './entry.js';
 
 /**
  * Instance threads started ahead of need. A thread spends tens of milliseconds loading its code
@@ -45,6 +44,6 @@ export class SpareThreads {
   }
 
   #spawn(): Worker {
-    return new Worker(THREAD_ENTRY);
+    return new Worker(entryPath('instance-thread'));
   }
 }
