@@ -76,6 +76,21 @@ describe('data connections: each worker instance takes its jobs on a connection 
     });
   });
 
+  it('sends everything through the daemon port with the dataConnections: false option', async () => {
+    await withDaemons(1, { workers: 2, args: ['--log-level', 'debug'] }, async ([daemon]) => {
+      const mapper = new Processor(new FaultyWork(), [daemon!.address], { dataConnections: false });
+      try {
+        expect(await mapper.map(jobs(3000))).to.deep.equal(expected(3000));
+        await sleep(200);
+        expect(mapper.stats()[0]!.directSlots).to.equal(0);
+        expect(daemon!.logs.filter((l) => l.event === 'data-attached')).to.deep.equal([]);
+      } finally {
+        await mapper.shutdown();
+      }
+      expect(() => new Processor(new FaultyWork(), 1, { dataConnections: 'no' as never })).to.throw(/"dataConnections" must be a boolean/);
+    });
+  });
+
   it('falls back to the daemon port, with a warning, when the data ports cannot be reached', async () => {
     // The daemon listens on 127.0.0.2; the coordinator reaches it through a relay on 127.0.0.1,
     // where nothing listens on the data ports: as with a firewall that opens the daemon port only.

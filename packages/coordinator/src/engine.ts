@@ -333,6 +333,7 @@ export class Engine {
         // Local daemons listen on loopback only, without TLS.
         tls: endpoint.local ? undefined : this.#options.tls,
         maxFrameBytes: this.#options.maxFrameBytes,
+        dataConnections: this.#options.dataConnections,
       });
       endpoint.session = session;
       endpoint.retiring = false;

@@ -41,6 +41,12 @@ export interface ProcessorOptions {
   tls?: ProcessorTlsOptions;
   /** Largest frame accepted from a daemon after the handshake; keep it ≥ the daemons' --max-frame-bytes. */
   maxFrameBytes?: number;
+  /**
+   * Send each instance's jobs on the data connection it offers (straight to its thread), falling back
+   * to the daemon port where that cannot be reached. false: everything through the daemon port (e.g.
+   * where data ports are firewalled by dropping packets, so each attempt waits out connectTimeoutMs).
+   */
+  dataConnections?: boolean;
 }
 
 /** PEM text. The daemon's certificate is always verified. */
@@ -84,6 +90,7 @@ export interface ResolvedProcessorOptions {
   bundle: boolean;
   tls: ProcessorTlsOptions | undefined;
   maxFrameBytes: number;
+  dataConnections: boolean;
 }
 
 export const DEFAULT_PROCESSOR_OPTIONS = Object.freeze({
@@ -102,6 +109,7 @@ export const DEFAULT_PROCESSOR_OPTIONS = Object.freeze({
   bundle: true,
   tls: undefined,
   maxFrameBytes: DEFAULT_LIMITS.maxFrameBytes,
+  dataConnections: true,
 });
 
 function checkPositiveInteger(name: string, value: unknown): void {
@@ -141,6 +149,11 @@ export function resolveProcessorOptions(options: ProcessorOptions = {}): Resolve
     throw new InvalidOptionError(`option "maxFrameBytes" must be an integer ≥ 1024, got ${String(options.maxFrameBytes)}`);
   }
   if (options.tls !== undefined) checkTls(options.tls);
+  for (const name of ['bundle', 'dataConnections'] as const) {
+    if (options[name] !== undefined && typeof options[name] !== 'boolean') {
+      throw new InvalidOptionError(`option "${name}" must be a boolean, got ${String(options[name])}`);
+    }
+  }
   const secret = options.secret ?? (process.env.MAPSCALE_SECRET || undefined);
   if (secret !== undefined && (typeof secret !== 'string' || secret.length === 0)) {
     throw new InvalidOptionError('option "secret" must be a non-empty string');

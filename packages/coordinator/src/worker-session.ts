@@ -47,6 +47,8 @@ export interface WorkerSessionOptions {
   tls?: ProcessorTlsOptions;
   /** Largest frame accepted once authenticated. Default: DEFAULT_LIMITS.maxFrameBytes. */
   maxFrameBytes?: number;
+  /** Attach to the data endpoints the daemon offers (default true). */
+  dataConnections?: boolean;
 }
 
 /** Maps a daemon's error frame to the error class the coordinator's caller expects. */
@@ -178,7 +180,7 @@ export class WorkerSession extends EventEmitter<WorkerSessionEvents> {
    * firewall, say) the slot's jobs go through the daemon's port, so nothing waits for it.
    */
   #attach(slot: number, endpoint: DataEndpoint | null | undefined): void {
-    if (!isDataEndpoint(endpoint) || slot >= this.#slots) return;
+    if (this.#options.dataConnections === false || !isDataEndpoint(endpoint) || slot >= this.#slots) return;
     this.#detach(slot);
     const attempt = new AbortController();
     this.#attaching.set(slot, attempt);
