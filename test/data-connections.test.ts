@@ -54,8 +54,18 @@ describe('data connections: each worker instance takes its jobs on a connection 
         expect(await mapper.map(jobs(1000))).to.deep.equal(expected(1000));
         await waitFor(() => mapper.stats()[0]!.directSlots === 2, 10_000, 'both instances to attach');
         expect(await mapper.map(jobs(20_000))).to.deep.equal(expected(20_000));
-        const attached = daemon!.logs.filter((l) => l.event === 'data-attached').map((l) => l.slot);
-        expect(attached.sort()).to.deep.equal([0, 1]);
+        const attached = daemon!.logs.filter((l) => l.event === 'data-attached');
+        expect(attached.map((l) => l.slot).sort()).to.deep.equal([0, 1]);
+        // Both ends keep idle data connections alive at the TCP level (they are never pinged).
+        // (While bytes are unacknowledged ss shows the retransmission timer instead: ask again until idle.)
+        for (const { peer } of attached) {
+          const port = String(peer).slice(String(peer).lastIndexOf(':') + 1);
+          await waitFor(async () => {
+            const { stdout } = await run('ss', ['-tnoH', 'state', 'established', `( sport = :${port} or dport = :${port} )`], { timeout: 10_000 });
+            const ends = stdout.trim().split('\n');
+            return ends.length === 2 && ends.every((end) => end.includes('timer:(keepalive'));
+          }, 5_000, 'keep-alive timers on both ends of the data connection');
+        }
       } finally {
         await mapper.shutdown();
       }

@@ -6,7 +6,7 @@ import {
   type DaemonMessage, type Message, type ResultsMessage, type SerializedError, type ShippedCode, type WelcomeMessage,
   type SlotLostMessage, type OutputMessage, type SetupDoneMessage, type DataEndpoint, peerFrameLimit,
 } from '@mapscale/protocol';
-import type { FramedConnection } from '@mapscale/worker-server';
+import { DATA_KEEPALIVE_MS, type FramedConnection } from '@mapscale/worker-server';
 import { explainHandshakeFailure, openConnection, type DaemonAddress } from './transport.js';
 import type { ProcessorTlsOptions } from './options.js';
 import { HeartbeatTimeoutError, SetupError } from './errors.js';
@@ -190,6 +190,8 @@ export class WorkerSession extends EventEmitter<WorkerSessionEvents> {
       if (this.#attaching.get(slot) !== attempt || this.#state !== 'ready') return false;
       this.#attaching.delete(slot);
       this.#data.set(slot, connection);
+      // It may idle for long between maps (a NAT forgets idle flows) and cannot be pinged while its instance runs a job.
+      connection.keepAlive(DATA_KEEPALIVE_MS);
       connection.on('close', (error) => {
         if (this.#data.get(slot) !== connection) return;
         // The daemon reports the slot lost (its batches here dropped) and offers a new endpoint.

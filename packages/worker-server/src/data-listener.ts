@@ -9,6 +9,8 @@ import type { DataConfig } from './instance-protocol.js';
 /** Connections at once that have not yet presented the token: only one is ever expected. */
 const MAX_PENDING = 4;
 const TOKEN_BYTES = 32;
+/** Keep-alive on an attached data connection: it idles between maps, and only the kernel can answer for it during a long job. */
+export const DATA_KEEPALIVE_MS = 10_000;
 
 export interface DataListenerEvents {
   /** The coordinator presented the token: the connection is this instance's, at the full frame limit. */
@@ -129,6 +131,7 @@ export class DataListener {
       this.#pending.delete(connection);
       this.close();
       connection.maxFrameBytes = this.#config.maxFrameBytes;
+      connection.keepAlive(DATA_KEEPALIVE_MS);
       connection.send({ type: 'attached', slot: this.#config.slot });
       this.#events.attached(connection);
     });

@@ -86,6 +86,15 @@ export class FramedConnection extends EventEmitter<FramedConnectionEvents> {
     this.#socket.destroy();
   }
 
+  /**
+   * TCP keep-alive after `idleMs` of silence (then up to 10 probes a second apart): for a connection
+   * that may idle between maps while nothing above it can ping (an instance thread busy in a job), so
+   * a middlebox does not forget it and a dead path is found by the kernel.
+   */
+  keepAlive(idleMs: number): void {
+    this.#socket.setKeepAlive(true, idleMs);
+  }
+
   /** Lets the process exit while this connection is idle (the owner keeps it alive while work is pending). */
   unref(): void {
     this.#socket.unref();
