@@ -4,7 +4,7 @@
  * message-shaped objects with wrong fields), before and after authentication. Bounded in count
  * and in time. Then the daemon must be alive, its memory bounded, and a real coordinator's map
  * correct. A failure prints fast-check's seed and path; replay them with MAPSCALE_FUZZ_SEED and
- * MAPSCALE_FUZZ_PATH.
+ * MAPSCALE_FUZZ_PATH. The last test does the same to a data port of a serving instance.
  */
 import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
@@ -17,6 +17,7 @@ import {
 } from '@mapscale/protocol';
 import { Power } from './fixtures/work-functions.js';
 import { withDaemons, type TestDaemon } from './helpers/daemon.js';
+import { protocolClient, setUpSession } from './helpers/protocol-client.js';
 
 const secret = 'fuzz secret';
 /** Streams thrown at once in one property run. */
@@ -83,11 +84,11 @@ const EDGE_SIZES = [
 const MESSAGE_TYPES = [
   'hello', 'welcome', 'auth', 'ready', 'setup', 'setup-done', 'setup-failed', 'jobs', 'results', 'cancel', 'ping', 'pong',
   'slot-lost', 'slot-ready', 'slot-failed', 'goodbye', 'output', 'shutdown', 'shutdown-done', 'error', 'status', 'bundle',
-  '', 'HELLO', '__proto__', 'constructor', 'toString',
+  'attach', 'attached', '', 'HELLO', '__proto__', 'constructor', 'toString',
 ];
 const FIELD_NAMES = [
   'type', 'protocol', 'mapscale', 'node', 'nonce', 'proof', 'slots', 'slot', 'batch', 'batches', 'payload', 'code', 'seq',
-  'timeoutMs', 'offset', 'final', 'errors', 'message', 'kind', 'source', 'url', 'exportName', 'state', '__proto__', 'constructor',
+  'timeoutMs', 'offset', 'final', 'errors', 'message', 'kind', 'source', 'url', 'exportName', 'state', 'token', '__proto__', 'constructor',
 ];
 
 const fieldValue = fc.oneof(
@@ -320,6 +321,40 @@ describe('security: fuzzing a live daemon (fast-check)', function () {
       expect(alive(daemon!), 'the daemon is alive').to.equal(true);
       expect(peak - baseline, `RSS grew from ${baseline} to a peak of ${peak} bytes`).to.be.below(POST_AUTH_RSS_GROWTH_LIMIT);
       await mapCorrectly(daemon!, 2000);
+    });
+  });
+
+  it('turns away random, mutated and guessed-token streams on a data port; the real token still attaches', async () => {
+    await withDaemons(1, { workers: 1, args: ['--handshake-timeout-ms', '30000'] }, async ([daemon]) => {
+      const control = await protocolClient(daemon!.port);
+      try {
+        const done = await setUpSession(control, '(x) => x + 1', 1);
+        const endpoint = done.data![0]!;
+        const guessedAttach = fc.record({ slot: fc.constantFrom(0, 1, -1), token: fc.uint8Array({ maxLength: 64 }) })
+          .map(({ slot, token }) => frame({ type: 'attach', slot, token }));
+        const dataPiece = fc.oneof(piece, { arbitrary: guessedAttach, weight: 3 });
+        const dataStream = fc.array(dataPiece, { minLength: 1, maxLength: 3 }).map((pieces) => [Buffer.concat(pieces)]);
+        let streams = 0;
+        await fc.assert(fc.asyncProperty(fc.array(dataStream, { minLength: PARALLEL, maxLength: PARALLEL }), async (batch) => {
+          const outcomes = await Promise.all(batch.map((chunks) => exchange(endpoint.port, (send) => chunks.forEach(send))));
+          streams += batch.length;
+          for (const outcome of outcomes) {
+            expect(outcome.garbage, 'the instance sent a malformed frame').to.equal(null);
+            expect(outcome.messages.map((m) => m.type).filter((t) => t !== 'error')).to.deep.equal([]);
+          }
+        }), { numRuns: 1000, ...replay, plugins: [fc.interruptAfterTimeLimit(10_000)] });
+        expect(streams, 'streams thrown').to.be.at.least(400);
+        expect(daemon!.logs.filter((l) => l.event === 'instance-died')).to.deep.equal([]);
+        const data = await protocolClient(endpoint.port);
+        data.send({ type: 'attach', slot: 0, token: endpoint.token });
+        await data.next('attached');
+        data.send({ type: 'jobs', slot: 0, batch: 1, payload: createCodec().pack([41]) });
+        const results = await data.next('results');
+        expect(createCodec().unpack(results.payload as Buffer)).to.deep.equal([42]);
+        data.connection.end();
+      } finally {
+        control.connection.destroy();
+      }
     });
   });
 });
