@@ -11,6 +11,7 @@ import { startDaemon, waitFor, withDaemons } from './helpers/daemon.js';
 import { protocolClient, setUpSession, type ProtocolClient } from './helpers/protocol-client.js';
 import { openSlowLink } from './helpers/slow-link.js';
 import { runDaemonToExit } from './helpers/daemon-exit.js';
+import { canKillConnections, killConnections } from './helpers/socket-kill.js';
 
 const codec = createCodec();
 const run = promisify(execFile);
@@ -120,7 +121,11 @@ describe('data connections: each worker instance takes its jobs on a connection 
     }
   });
 
-  it('loses no job when a data connection is cut mid-map: its batches are sent again, and the instance attaches anew', async () => {
+  it('loses no job when a data connection is cut mid-map: its batches are sent again, and the instance attaches anew', async function () {
+    if (!(await canKillConnections())) {
+      console.warn('      (skipped: `ss -K` cannot destroy sockets here: needs iproute2 and a kernel with SOCK_DESTROY)');
+      this.skip();
+    }
     await withDaemons(1, { workers: 2, args: ['--log-level', 'debug'] }, async ([daemon]) => {
       const mapper = new Processor(new FaultyWork(), [daemon!.address]);
       const events: string[] = [];
@@ -132,8 +137,7 @@ describe('data connections: each worker instance takes its jobs on a connection 
         const port = peer.slice(peer.lastIndexOf(':') + 1);
         const running = mapper.map(jobs(300, 3));
         await sleep(150);
-        // Resets both ends of slot 0's data connection from outside, as a middlebox dropping it would.
-        await run('ss', ['-K', `( sport = :${port} or dport = :${port} )`], { timeout: 10_000 });
+        await killConnections(port);
         expect(await running).to.deep.equal(expected(300));
         expect(daemon!.logs.some((l) => l.event === 'data-connection-lost' && l.slot === 0)).to.equal(true);
         expect(daemon!.logs.filter((l) => l.event === 'instance-died')).to.deep.equal([]);
