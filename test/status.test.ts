@@ -8,10 +8,10 @@ import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { expect } from 'chai';
 import { DEFAULT_LIMITS, clientHandshake, type DaemonMessage } from '@mapscale/protocol';
-import { FramedConnection } from '@mapscale/worker-server';
+import { FramedConnection, queryDaemonStatus } from '@mapscale/worker-server';
 import { Processor } from 'mapscale';
 import { FaultyWork, jobs } from './fixtures/fault-work.js';
-import { withDaemons } from './helpers/daemon.js';
+import { waitFor, withDaemons } from './helpers/daemon.js';
 import { tempDir } from './helpers/files.js';
 
 const run = promisify(execFile);
@@ -42,6 +42,32 @@ describe('mapscale-worker status', () => {
     } finally {
       dir.remove();
     }
+  });
+
+  it('keeps spare threads loaded for the next session, refilled only once no session is left running jobs', async () => {
+    await withDaemons(1, { workers: 2, secret }, async ([daemon]) => {
+      const status = () => queryDaemonStatus({ host: '127.0.0.1', port: daemon!.port, secret });
+      await waitFor(async () => (await status()).spareThreads === 2, 10_000, 'the spares loaded at start');
+      const first = new Processor(new FaultyWork(), [daemon!.address], { secret });
+      const second = new Processor(new FaultyWork(), [daemon!.address], { secret });
+      try {
+        expect(await first.map(jobs(10))).to.have.length(10);
+        expect(await second.map(jobs(10))).to.have.length(10);
+        // The first session took the spares, the second started threads of its own.
+        expect((await status()).spareThreads).to.equal(0);
+        await first.shutdown();
+        // Open: the second coordinator's session and this status query's own.
+        await waitFor(async () => (await status()).sessionsOpen === 2, 10_000, 'the first session to end');
+        // Another session still runs jobs: no thread is loaded behind its back.
+        await sleep(300);
+        expect((await status()).spareThreads).to.equal(0);
+        await second.shutdown();
+        await waitFor(async () => (await status()).spareThreads === 2, 10_000, 'the spares refilled once no session is left');
+      } finally {
+        await first.shutdown();
+        await second.shutdown();
+      }
+    });
   });
 
   it('refuses without the right secret: exit 1 naming the authentication failure', async () => {

@@ -17,6 +17,11 @@ export class DaemonStats {
   instanceDeaths = 0;
   protocolErrors = 0;
   readonly #live = new Set<JobCounter>();
+  readonly #spareThreads: () => number;
+
+  constructor(spareThreads: () => number = () => 0) {
+    this.#spareThreads = spareThreads;
+  }
 
   /** Counts `counter`'s jobs while it lives, and adds its totals to the daemon's once it has ended. */
   track(counter: JobCounter): void {
@@ -43,6 +48,7 @@ export class DaemonStats {
       pid: process.pid,
       uptimeMs: Date.now() - this.startedAt,
       slotsPerSession: workers,
+      spareThreads: this.#spareThreads(),
       sessionsOpen: this.sessionsOpen,
       sessionsTotal: this.sessionsTotal,
       jobsDone,
@@ -60,6 +66,8 @@ export interface DaemonStatus {
   pid: number;
   uptimeMs: number;
   slotsPerSession: number;
+  /** Instance threads loaded ahead of the next session (refilled once no session is left). */
+  spareThreads: number;
   sessionsOpen: number;
   sessionsTotal: number;
   jobsDone: number;

@@ -45,8 +45,8 @@ export async function startWorkerServer(options: WorkerServerOptions = {}, start
   const log = rootLogger.child({ component: 'worker-server' });
   const sessions = new Set<CoordinatorSession>();
   const bundles = new BundleCache(resolved.cacheDir, resolved.cacheMaxBytes, rootLogger);
-  const stats = new DaemonStats();
   const spares = startedSpares ?? new SpareThreads(resolved.workers);
+  const stats = new DaemonStats(() => spares.count);
   /** Every accepted TCP connection until it closes, TLS handshakes included: what the caps count. */
   const sockets = new Set<Socket>();
   let nextSessionId = 1;
@@ -74,7 +74,8 @@ export async function startWorkerServer(options: WorkerServerOptions = {}, start
     void session.ended.then(() => {
       sessions.delete(session);
       stats.sessionsOpen--;
-      if (!closing) spares.refill();
+      // Only once no session is left: loading threads takes CPU from the jobs of any session still running.
+      if (!closing && sessions.size === 0) spares.refill();
     });
   };
 

@@ -22,8 +22,8 @@ export class SpareThreads {
   }
 
   /**
-   * Tops the spares up again. Called when a session ends, not when one takes a thread: loading
-   * threads while sessions run jobs would take CPU from those jobs.
+   * Tops the spares up again. Called when the last session ends, not when one takes a thread:
+   * loading threads while sessions run jobs would take CPU from those jobs.
    */
   refill(): void {
     while (!this.#closed && this.#ready.length < this.#count) {
@@ -35,6 +35,11 @@ export class SpareThreads {
       });
       this.#ready.push(worker);
     }
+  }
+
+  /** Threads loaded (or loading) and waiting for a session. */
+  get count(): number {
+    return this.#ready.length;
   }
 
   async close(): Promise<void> {
