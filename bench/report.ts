@@ -1,7 +1,7 @@
 import { median } from './measure.js';
 import {
   CONTENDER_IDS, CONTENDER_LABELS, MAPSCALE_IDS, PEER_IDS, TARGETS,
-  type ContenderId, type Sizes, type WorkloadId, type WorkloadSpec,
+  PINNED_IDS, type ContenderId, type PinnedId, type Sizes, type WorkloadId, type WorkloadSpec,
 } from './workloads.js';
 
 /** Per run, in run order; undefined where that run's measurement failed or was not made. */
@@ -14,6 +14,8 @@ export interface BenchResults {
   capacity: { jobsPerSecond: Series; cpuPerMillion: Series } | null;
   /** Loopback TCP against a Unix domain socket, between this process and a child. */
   transport: Record<'tcp' | 'unix', { roundTripMs: Series; mibPerSecond: Series }> | null;
+  /** Latency p50 with every process of the contender on one CPU (bench/pinned.ts). */
+  pinned: Partial<Record<PinnedId, Series>> | null;
   failures: string[];
 }
 
@@ -136,6 +138,15 @@ export function renderTables(specs: Record<WorkloadId, WorkloadSpec>, results: B
     lines.push(`| 64-byte round trip between two processes, p50 (ms) | ${cell('latency', tcp.roundTripMs)} | ${cell('latency', unix.roundTripMs)} | ${formatRatio(ratio(unix.roundTripMs, tcp.roundTripMs))} |`);
     lines.push(`| bulk, 1 MiB writes (MiB/s) | ${cell('w3', tcp.mibPerSecond)} | ${cell('w3', unix.mibPerSecond)} | ${formatRatio(ratio(unix.mibPerSecond, tcp.mibPerSecond))} |`);
   }
+  if (results.pinned) {
+    const pinned = results.pinned;
+    lines.push('', '### Latency with every process on one CPU', '');
+    lines.push('Each contender alone under `taskset -c 0` (bench/pinned.ts): every wake-up is then a switch on one CPU, so these compare the software paths without the scheduler\'s choice of CPUs.', '');
+    lines.push('| contender | 1-job round trip, p50 (ms) | / raw bound, pinned |', '|---|---|---|');
+    for (const id of PINNED_IDS) {
+      lines.push(`| ${CONTENDER_LABELS[id]} | ${cell('latency', pinned[id])} | ${id === 'raw' ? '1×' : formatRatio(ratio(pinned[id], pinned.raw))} |`);
+    }
+  }
   if (results.failures.length > 0) {
     lines.push('', '### Failures', '');
     for (const failure of results.failures) lines.push(`- ${failure.replace(/\n/g, ' ')}`);
@@ -165,7 +176,8 @@ export function renderResultsFile(tables: string, meta: ReportMeta): string {
     '- **Raw bound**: 2 child processes, each serving one loopback TCP connection; the parent streams length-prefixed msgpackr frames (1,000 jobs per frame for W1, 1 for W2 and latency, 4 MiB for W3, half a map for W4), 2 frames in flight per child, the next frame to whichever child answers. No envelope, handshake or scheduler.',
     '- **Local transport**: this process and one child, over loopback TCP and over a Unix domain socket: the p50 of 20,000 round trips of 64 bytes (after 5,000 untimed), and 400 MiB sent in 1 MiB writes. It decides whether local workers should use a Unix socket (issue 3: "if measurement says it pays").',
     '- **Raw bound, jobs on a worker thread**: the same, except that each child computes on one worker thread (frames transferred to it and back, not copied), as a MapScale daemon runs jobs on instance threads. The gap between the two raw figures is what that thread hop costs by itself; MapScale against this one is what its own logic costs.',
-    '- **Raw bound, socket and jobs on a worker thread**: one worker thread per child both serves the connection and computes (the main thread only watches): the figure MapScale could approach if each instance thread served its own data connection (docs/ARCHITECTURE.md, "Where the time goes").',
+    '- **Raw bound, socket and jobs on a worker thread**: one worker thread per child both serves the connection and computes (the main thread only watches): the shape of a MapScale instance thread with its own data connection (docs/ARCHITECTURE.md, "Connections"), without MapScale\'s envelope, scheduler and checks.',
+    '- **Latency with every process on one CPU**: each contender in a child started under `taskset -c 0` (bench/pinned.ts), so all its processes and threads share CPU 0. On this VM a wake-up across CPUs costs ~3× one on the same CPU, and which one a contender gets is the scheduler\'s choice per run: the raw bound\'s unpinned round trip is ~0.033 ms in some runs and ~0.088 ms in others. Pinned, the figures compare the software paths alone.',
     '- W1–W3 and latency are timed warm: each contender first runs up to 3 untimed maps of the same jobs (fewer once 1.5 s is spent; a few jobs for W2, whose loops optimize within one call; 2,000 untimed round trips before latency, whose event loops keep getting faster for the first few thousand); W4 is timed cold, from creating the contender (processes, threads, 300 ms setup per worker) to the end of its last map. Every result is checked.',
     '- W2 efficiency = serial time of the same jobs on the main thread / (wall time × 2 workers). The speed of this machine drifts within a second, so the timed map of each contender is bracketed by the serial run: half of the jobs just before it, half just after.',
     '- Contenders run in a rotating order, one run after another; ratios are taken within a run, then the median over runs.',

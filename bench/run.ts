@@ -1,24 +1,25 @@
 /**
  * The issue 3 benchmark: W1–W4 and latency for MapScale (local workers, and one daemon on
  * loopback) and, in the same run, Piscina (task per job, and batched by hand) and a raw
- * TCP + msgpackr reference; then coordinator capacity. Prints one table of medians with ratios
+ * TCP + msgpackr reference; then coordinator capacity, the local transport, and latency with
+ * every process on one CPU. Prints one table of medians with ratios
  * and writes it to bench/RESULTS.md.
  *
  *   pnpm bench                  3 runs, the issue's sizes
  *   pnpm bench -- --runs 5
  *   pnpm bench -- --quick       1 run, small sizes: a smoke test (writes bench/.tmp/RESULTS.quick.md)
- *   pnpm bench -- --only w1,latency,capacity,transport
+ *   pnpm bench -- --only w1,latency,capacity,transport,pinned
  *
  * Every process it starts is stopped at the end, on failure and on SIGINT/SIGTERM; each
  * measurement has a deadline and the whole run a watchdog.
  */
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, totalmem } from 'node:os';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { parseArgs, promisify } from 'node:util';
 import { childPids, killAllNow, liveCount } from './children.js';
 import { startDaemon, type Daemon } from './daemons.js';
 import { openMapScale, openProcessor } from './contenders/mapscale.js';
@@ -29,20 +30,24 @@ import { calibrateSpin, makeData, measureCold, measureWarm, median, WORKERS, typ
 import { renderResultsFile, renderTables, type BenchResults, type ReportMeta } from './report.js';
 import { identity } from './work.js';
 import {
-  CONTENDER_IDS, FULL_SIZES, QUICK_SIZES, WORKLOAD_IDS, workloadSpecs,
+  CONTENDER_IDS, FULL_SIZES, PINNED_IDS, QUICK_SIZES, WORKLOAD_IDS, workloadSpecs,
   type ContenderId, type Mapper, type Sizes, type WorkloadId, type WorkloadSpec,
 } from './workloads.js';
 
 const REPO_DIR = fileURLToPath(new URL('../', import.meta.url));
 const BENCH_SOURCE_DIR = `${REPO_DIR}bench/`;
+const PINNED_PATH = fileURLToPath(new URL('./pinned.js', import.meta.url));
+const runFile = promisify(execFile);
 const CLOSE_DEADLINE_MS = 20_000;
 const DAEMON_START_MS = 20_000;
+
+type Section = WorkloadId | 'capacity' | 'transport' | 'pinned';
 
 interface Args {
   runs: number;
   quick: boolean;
   out: string;
-  only: Set<WorkloadId | 'capacity' | 'transport'>;
+  only: Set<Section>;
 }
 
 function parseCli(): Args {
@@ -61,16 +66,16 @@ function parseCli(): Args {
     strict: true,
   });
   if (values.help) {
-    process.stdout.write('usage: node bench-dist/run.js [--runs N] [--quick] [--only w1,w2,w3,w4,latency,capacity,transport] [--out FILE]\n');
+    process.stdout.write('usage: node bench-dist/run.js [--runs N] [--quick] [--only w1,w2,w3,w4,latency,capacity,transport,pinned] [--out FILE]\n');
     process.exit(0);
   }
   const runs = values.runs === undefined ? (values.quick ? 1 : 3) : Number(values.runs);
   if (!Number.isInteger(runs) || runs < 1 || runs > 50) throw new Error(`--runs must be an integer from 1 to 50, got ${values.runs}`);
-  const known = [...WORKLOAD_IDS, 'capacity', 'transport'];
+  const known = [...WORKLOAD_IDS, 'capacity', 'transport', 'pinned'];
   const only = new Set((values.only ?? known.join(',')).split(',').map((s) => s.trim()).filter(Boolean));
   for (const name of only) if (!known.includes(name)) throw new Error(`--only: unknown workload "${name}" (known: ${known.join(', ')})`);
   const out = values.out ?? `${BENCH_SOURCE_DIR}${values.quick ? '.tmp/RESULTS.quick.md' : 'RESULTS.md'}`;
-  return { runs, quick: values.quick, out, only: only as Set<WorkloadId | 'capacity' | 'transport'> };
+  return { runs, quick: values.quick, out, only: only as Set<Section> };
 }
 
 /** Which MapScale was measured: the commit, and whether packages/ differed from it. */
@@ -147,6 +152,30 @@ async function measureOne(contender: Contender, spec: WorkloadSpec, sizes: Sizes
   }
 }
 
+/** Latency per contender with all its processes on CPU 0, each in a child started under taskset. */
+async function measurePinned(args: Args, sizes: Sizes, failures: string[]): Promise<BenchResults['pinned']> {
+  if (spawnSync('taskset', ['-V']).error) {
+    failures.push('pinned: taskset (util-linux) is not installed; section skipped');
+    return null;
+  }
+  const pinned: NonNullable<BenchResults['pinned']> = {};
+  for (let run = 0; run < args.runs; run++) {
+    // A rotating order, as for the workloads.
+    for (let i = 0; i < PINNED_IDS.length; i++) {
+      const id = PINNED_IDS[(i + run) % PINNED_IDS.length]!;
+      try {
+        const { stdout } = await runFile('taskset', ['-c', '0', process.execPath, PINNED_PATH, id, args.quick ? 'quick' : 'full'], { timeout: sizes.measureDeadlineMs });
+        const value = (JSON.parse(stdout.trim().split('\n').pop()!) as { value: number }).value;
+        (pinned[id] ??= [])[run] = value;
+        log({ event: 'measured', run: run + 1, workload: 'pinned', contender: id, value, unit: 'ms' });
+      } catch (error) {
+        failures.push(`pinned ${id}: ${(error as Error).message}`.slice(0, 2_000));
+      }
+    }
+  }
+  return pinned;
+}
+
 /** One coordinator feeding many no-op instances: how large a fleet it can keep busy. */
 async function measureCapacity(args: Args, sizes: Sizes, results: BenchResults, daemons: Daemon[], secret: string): Promise<void> {
   const series = { jobsPerSecond: [] as (number | undefined)[], cpuPerMillion: [] as (number | undefined)[] };
@@ -192,6 +221,7 @@ async function main(args: Args, daemons: Daemon[]): Promise<void> {
     w1Cpu: {},
     capacity: null,
     transport: null,
+    pinned: null,
     failures: [],
   };
 
@@ -254,6 +284,8 @@ async function main(args: Args, daemons: Daemon[]): Promise<void> {
       }
     }
   }
+
+  if (args.only.has('pinned')) results.pinned = await measurePinned(args, sizes, results.failures);
 
   const cpuList = cpus();
   const meta: ReportMeta = {

@@ -107,6 +107,9 @@ export type ContenderId = 'ms-local' | 'ms-daemon' | 'piscina-task' | 'piscina-b
 export const CONTENDER_IDS: readonly ContenderId[] = ['ms-local', 'ms-daemon', 'piscina-task', 'piscina-batched', 'raw', 'raw-thread', 'raw-thread-socket'];
 export const MAPSCALE_IDS: readonly ContenderId[] = ['ms-local', 'ms-daemon'];
 export const PEER_IDS: readonly ContenderId[] = ['piscina-task', 'piscina-batched', 'raw', 'raw-thread', 'raw-thread-socket'];
+/** Contenders whose latency is also measured with every process on one CPU (bench/pinned.ts). */
+export const PINNED_IDS = ['ms-local', 'ms-daemon', 'raw', 'raw-thread-socket'] as const satisfies readonly ContenderId[];
+export type PinnedId = (typeof PINNED_IDS)[number];
 
 export const CONTENDER_LABELS: Readonly<Record<ContenderId, string>> = Object.freeze({
   'ms-local': 'MapScale local',
