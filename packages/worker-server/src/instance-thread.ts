@@ -229,6 +229,11 @@ async function offerData(): Promise<DataEndpoint | undefined> {
   });
   if (!opened) return undefined;
   listener?.close();
+  // Cleanup may have begun while the port was being opened: then nobody is to attach any more.
+  if (dataEnded) {
+    opened.listener.close();
+    return undefined;
+  }
   listener = opened.listener;
   return opened.endpoint;
 }
