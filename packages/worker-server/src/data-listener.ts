@@ -4,6 +4,7 @@ import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { AuthenticationError, DEFAULT_LIMITS, ProtocolError, type DataEndpoint, type MapScaleError } from '@mapscale/protocol';
 import { FramedConnection } from './transport.js';
 import { HandshakeTimeoutError } from './errors.js';
+import { tlsServerOptions } from './options.js';
 import type { DataConfig } from './instance-protocol.js';
 
 /** Connections at once that have not yet presented the token: only one is ever expected. */
@@ -40,13 +41,8 @@ export class DataListener {
   private constructor(config: DataConfig, events: DataListenerEvents) {
     this.#config = config;
     this.#events = events;
-    this.#server = config.tls
-      ? createTlsServer({
-        cert: config.tls.cert, key: config.tls.key, ca: config.tls.ca,
-        requestCert: config.tls.ca !== undefined, rejectUnauthorized: config.tls.ca !== undefined,
-        minVersion: 'TLSv1.2', handshakeTimeout: config.handshakeTimeoutMs,
-      })
-      : createTcpServer();
+    // The daemon port's own TLS settings: they were checked when it started.
+    this.#server = config.tls ? createTlsServer(tlsServerOptions(config.tls, config.handshakeTimeoutMs)) : createTcpServer();
     // Counted on the raw socket, before any byte (or TLS handshake) is spent on it.
     this.#server.on('connection', (socket: Socket) => {
       socket.on('error', () => {});

@@ -155,11 +155,11 @@ export class WorkerInstance {
 
   /**
    * Samples the thread's job counter while it runs a batch with a time limit (the thread asks for
-   * this with `watch`). A job is over time when the counter has not moved for longer than the limit.
+   * this with `watch`), at a tenth of the limit. A job is over time when the counter has not moved
+   * for longer than the limit.
    */
   #startWatchdog(): void {
-    const limit = Atomics.load(this.#progress, PROGRESS.limitMs);
-    const every = Math.min(250, Math.max(5, Math.floor((limit || 1000) / 10)));
+    const every = sampleEveryMs(Atomics.load(this.#progress, PROGRESS.limitMs));
     if (this.#watchdog && every === this.#watchEvery) return;
     if (this.#watchdog) clearInterval(this.#watchdog);
     else this.#lastProgressAt = performance.now();
@@ -172,27 +172,27 @@ export class WorkerInstance {
   #check(): void {
     const now = performance.now();
     const started = Atomics.load(this.#progress, PROGRESS.jobsStarted);
-    const batch = Atomics.load(this.#progress, PROGRESS.batch);
-    const limit = Atomics.load(this.#progress, PROGRESS.limitMs);
-    if (batch === 0 || limit === 0) {
+    if (!this.#timedBatchRuns()) {
       // Nothing timed runs: stop, unless a timed batch started between the two reads (the thread
       // saw `watching` still 1 and did not ask again).
       Atomics.store(this.#progress, PROGRESS.watching, 0);
-      if (Atomics.load(this.#progress, PROGRESS.batch) === 0 || Atomics.load(this.#progress, PROGRESS.limitMs) === 0) {
-        this.#stopWatchdog();
-        return;
-      }
+      if (!this.#timedBatchRuns()) return this.#stopWatchdog();
       Atomics.store(this.#progress, PROGRESS.watching, 1);
     }
+    const limit = Atomics.load(this.#progress, PROGRESS.limitMs);
     if (started !== this.#lastJobsStarted) {
       this.#lastJobsStarted = started;
       this.#lastProgressAt = now;
-      if (this.#watchEvery !== Math.min(250, Math.max(5, Math.floor(limit / 10)))) this.#startWatchdog();
-      return;
-    }
-    if (limit > 0 && now - this.#lastProgressAt >= limit) {
+      // A batch with another limit samples at its own pace.
+      if (this.#watchEvery !== sampleEveryMs(limit)) this.#startWatchdog();
+    } else if (limit > 0 && now - this.#lastProgressAt >= limit) {
+      // (limit > 0: the batch may have ended since the check above.)
       this.#onTimeout(new Error(`job ran over its time limit of ${limit} ms`));
     }
+  }
+
+  #timedBatchRuns(): boolean {
+    return Atomics.load(this.#progress, PROGRESS.batch) !== 0 && Atomics.load(this.#progress, PROGRESS.limitMs) !== 0;
   }
 
   #stopWatchdog(): void {
@@ -216,4 +216,9 @@ export class WorkerInstance {
   #flushWaiters(): void {
     for (const waiter of this.#waiters.splice(0)) waiter(null);
   }
+}
+
+/** How often a time limit of `limitMs` is checked: a tenth of it, within 5–250 ms. */
+function sampleEveryMs(limitMs: number): number {
+  return Math.min(250, Math.max(5, Math.floor((limitMs || 1000) / 10)));
 }

@@ -4,8 +4,8 @@
  * start-up here), since its caller is code, not a person. argv[2]: the instance count.
  *
  * Its instance threads are started first, before this thread loads the daemon's own modules: each
- * thread takes ~75 ms to load its code, and the app's first setup() waits for that, so the two
- * loads overlap instead of following one another (W4 in `pnpm bench`).
+ * thread takes tens of milliseconds to load its code, and the app's first setup() waits for that, so
+ * the two loads overlap instead of following one another (W4 in `pnpm bench`).
  */
 import { SpareThreads } from './spare-threads.js';
 

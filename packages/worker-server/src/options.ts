@@ -1,4 +1,5 @@
 import { BlockList, isIP } from 'node:net';
+import type { TlsOptions } from 'node:tls';
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { DEFAULT_LIMITS } from '@mapscale/protocol';
@@ -62,6 +63,20 @@ export interface WorkerServerTlsOptions {
   key: string | Buffer;
   /** CA certificate(s) for client certificates: when given, every coordinator must present one it signed (mutual TLS). */
   ca?: string | Buffer | (string | Buffer)[];
+}
+
+/**
+ * How every TLS port of the daemon serves (its own, and each instance's data port): with a CA, a
+ * coordinator without a certificate it signed never gets past the TLS handshake.
+ */
+export function tlsServerOptions(tls: WorkerServerTlsOptions, handshakeTimeoutMs: number): TlsOptions {
+  return {
+    cert: tls.cert, key: tls.key, ca: tls.ca,
+    requestCert: tls.ca !== undefined,
+    rejectUnauthorized: tls.ca !== undefined,
+    minVersion: 'TLSv1.2',
+    handshakeTimeout: handshakeTimeoutMs,
+  };
 }
 
 export type ResolvedWorkerServerOptions = Required<Omit<WorkerServerOptions, 'secret' | 'tls' | 'dataPorts'>> & {

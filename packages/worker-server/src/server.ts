@@ -8,7 +8,7 @@ import { BundleCache } from './bundle-cache.js';
 import { DaemonStats } from './daemon-stats.js';
 import { SpareThreads } from './spare-threads.js';
 import { WorkerServerConfigError } from './errors.js';
-import { isLoopbackHost, resolveWorkerServerOptions, type ResolvedWorkerServerOptions, type WorkerServerOptions } from './options.js';
+import { isLoopbackHost, resolveWorkerServerOptions, tlsServerOptions, type ResolvedWorkerServerOptions, type WorkerServerOptions } from './options.js';
 
 /** A running daemon. */
 export interface WorkerServer {
@@ -163,16 +163,8 @@ function refusalFrame(message: string): Buffer {
 }
 
 function createTls(options: ResolvedWorkerServerOptions): Server {
-  const { cert, key, ca } = options.tls!;
   try {
-    return createTlsServer({
-      cert, key, ca,
-      // With a CA, a coordinator without a certificate it signed never gets past the TLS handshake.
-      requestCert: ca !== undefined,
-      rejectUnauthorized: ca !== undefined,
-      minVersion: 'TLSv1.2',
-      handshakeTimeout: options.handshakeTimeoutMs,
-    });
+    return createTlsServer(tlsServerOptions(options.tls!, options.handshakeTimeoutMs));
   } catch (error) {
     // OpenSSL's reason (bad PEM, key not matching the certificate); never the key itself.
     throw new WorkerServerConfigError(`cannot use the TLS certificate and key: ${(error as Error).message}`, { cause: error });

@@ -53,6 +53,7 @@ export class CoordinatorSession {
     bundles: BundleCache, stats: DaemonStats, spares: SpareThreads,
   ) {
     this.#spares = spares;
+    this.#resultsFrameLimit = options.maxFrameBytes;
     this.#bundles = bundles;
     this.#stats = stats;
     this.id = id;
@@ -189,12 +190,12 @@ export class CoordinatorSession {
 
   // Setup: one instance (thread) per slot, each restores the work function and runs setup().
 
-  /** Results frames fit the smaller of this daemon's limit and the one the coordinator announced. */
-  #resultsFrameLimit: number | undefined;
+  /** Results frames fit the smaller of this daemon's limit and the one the coordinator announced at setup. */
+  #resultsFrameLimit: number;
 
   async #onSetup(message: SetupMessage): Promise<void> {
     this.#state = 'setting-up';
-    this.#resultsFrameLimit = message.maxFrameBytes === undefined ? undefined : Math.min(this.#options.maxFrameBytes, peerFrameLimit(message.maxFrameBytes));
+    if (message.maxFrameBytes !== undefined) this.#resultsFrameLimit = Math.min(this.#options.maxFrameBytes, peerFrameLimit(message.maxFrameBytes));
     this.#code = message.code;
     this.#forwardOutput = message.forwardOutput === true;
     if (message.code.kind === 'bundle') {
@@ -217,9 +218,11 @@ export class CoordinatorSession {
       return;
     }
     this.#state = 'serving';
-    const data = this.#options.dataConnections ? outcomes.map((outcome) => (outcome.error === null ? outcome.data ?? null : null)) : undefined;
-    this.#log.info({ event: 'setup-done', slots, dataConnections: data?.filter((d) => d !== null).length ?? 0 });
-    this.#connection.send({ type: 'setup-done', slots, maxFrameBytes: this.#options.maxFrameBytes, data });
+    // Per slot, the data endpoint its instance offers (none: with --no-data-connections, or no free port).
+    const data = outcomes.map((outcome) => (outcome.error === null && outcome.data) || null);
+    const offered = data.filter((endpoint) => endpoint !== null).length;
+    this.#log.info({ event: 'setup-done', slots, dataConnections: offered });
+    this.#connection.send({ type: 'setup-done', slots, maxFrameBytes: this.#options.maxFrameBytes, data: offered > 0 ? data : undefined });
   }
 
   #setUpInstance(instance: WorkerInstance): ReturnType<WorkerInstance['setup']> {
@@ -229,10 +232,9 @@ export class CoordinatorSession {
   /** What an instance needs to offer its own data connection, unless this daemon serves jobs through the main thread only. */
   #dataConfig(slot: number): DataConfig | undefined {
     if (!this.#options.dataConnections) return undefined;
-    const limit = this.#resultsFrameLimit ?? this.#options.maxFrameBytes;
     return {
       slot, host: this.#options.host, ports: this.#options.dataPorts, tls: this.#options.tls, handshakeTimeoutMs: this.#options.handshakeTimeoutMs,
-      maxFrameBytes: this.#options.maxFrameBytes, resultsFrameLimit: limit, forwardOutput: this.#forwardOutput,
+      maxFrameBytes: this.#options.maxFrameBytes, resultsFrameLimit: this.#resultsFrameLimit, forwardOutput: this.#forwardOutput,
     };
   }
 
@@ -262,7 +264,7 @@ export class CoordinatorSession {
       results: (s, r) => {
         this.#connection.send(fitResultsFrame({
           type: 'results', slot: s, batch: r.batch, offset: r.offset, payload: r.payload, errors: r.errors, busyMs: r.busyMs, final: r.final,
-        }, this.#resultsFrameLimit ?? this.#options.maxFrameBytes));
+        }, this.#resultsFrameLimit));
       },
       death: (s, death) => void this.#onInstanceDeath(s, death),
       output: (s, output) => {

@@ -3,8 +3,8 @@ import { entryPath } from './entry.js';
 
 /**
  * Instance threads started ahead of need. A thread spends tens of milliseconds loading its code
- * before it can restore a work function; keeping `count` of them ready takes that off every
- * session's setup (and off each replacement after a crash or timeout).
+ * before it can restore a work function; keeping `count` of them ready takes that off a
+ * session's setup (and off an instance's replacement, while a spare is left).
  */
 export class SpareThreads {
   readonly #count: number;
