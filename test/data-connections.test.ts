@@ -1,16 +1,16 @@
 import { execFile } from 'node:child_process';
 import { connect, createServer, type AddressInfo } from 'node:net';
 import { promisify } from 'node:util';
-import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { expect } from 'chai';
-import { createCodec, encodeFrame, encodeMessage, frameHeader, type DataEndpoint } from '@mapscale/protocol';
+import { createCodec, frameHeader, type DataEndpoint } from '@mapscale/protocol';
 import { JobTimeoutError, Processor } from 'mapscale';
 import { FaultyWork, expected, jobs } from './fixtures/fault-work.js';
 import { startDaemon, waitFor, withDaemons } from './helpers/daemon.js';
 import { protocolClient, setUpSession, type ProtocolClient } from './helpers/protocol-client.js';
 import { openSlowLink } from './helpers/slow-link.js';
 import { runDaemonToExit } from './helpers/daemon-exit.js';
+import { rawConnect } from './helpers/raw-client.js';
 import { canKillConnections, killConnections } from './helpers/socket-kill.js';
 
 const codec = createCodec();
@@ -24,6 +24,18 @@ function capturingLogger(into: Record<string, unknown>[]): Record<string, unknow
   return logger;
 }
 const DOUBLE = '(x) => x * 2';
+
+/** What a plain TCP connect to `port` on loopback gets: its error code, or 'connected'. */
+function tryConnect(port: number): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: '127.0.0.1', port });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve('connected');
+    });
+    socket.once('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? error.message));
+  });
+}
 
 /** Attaches to a slot's data endpoint as a coordinator would; resolves once the instance accepted. */
 async function attach(port: number, slot: number, endpoint: DataEndpoint): Promise<ProtocolClient> {
@@ -55,7 +67,10 @@ describe('data connections: each worker instance takes its jobs on a connection 
         expect(await mapper.map(jobs(1000))).to.deep.equal(expected(1000));
         await waitFor(() => mapper.stats()[0]!.directSlots === 2, 10_000, 'both instances to attach');
         expect(await mapper.map(jobs(20_000))).to.deep.equal(expected(20_000));
-        const attached = daemon!.logs.filter((l) => l.event === 'data-attached');
+        // The daemon's log reaches this test through a pipe of its own, behind the coordinator's view.
+        const attachedLogs = () => daemon!.logs.filter((l) => l.event === 'data-attached');
+        await waitFor(() => attachedLogs().length >= 2, 5_000, 'the daemon to log both attaches');
+        const attached = attachedLogs();
         expect(attached.map((l) => l.slot).sort()).to.deep.equal([0, 1]);
         // Both ends keep idle data connections alive at the TCP level (they are never pinged).
         // (While bytes are unacknowledged ss shows the retransmission timer instead: ask again until idle.)
@@ -133,13 +148,16 @@ describe('data connections: each worker instance takes its jobs on a connection 
       try {
         await mapper.map(jobs(100));
         await waitFor(() => mapper.stats()[0]!.directSlots === 2, 10_000, 'both instances to attach');
-        const peer = String(daemon!.logs.find((l) => l.event === 'data-attached' && l.slot === 0)!.peer);
+        const slot0 = () => daemon!.logs.find((l) => l.event === 'data-attached' && l.slot === 0);
+        await waitFor(() => slot0() !== undefined, 5_000, 'the daemon to log slot 0 attaching');
+        const peer = String(slot0()!.peer);
         const port = peer.slice(peer.lastIndexOf(':') + 1);
         const running = mapper.map(jobs(300, 3));
         await sleep(150);
         await killConnections(port);
         expect(await running).to.deep.equal(expected(300));
-        expect(daemon!.logs.some((l) => l.event === 'data-connection-lost' && l.slot === 0)).to.equal(true);
+        // The daemon logs the loss before it tells the coordinator, but its log comes through its own pipe.
+        await waitFor(() => daemon!.logs.some((l) => l.event === 'data-connection-lost' && l.slot === 0), 5_000, 'the daemon to log the lost data connection');
         expect(daemon!.logs.filter((l) => l.event === 'instance-died')).to.deep.equal([]);
         await waitFor(() => mapper.stats()[0]!.directSlots === 2, 10_000, 'slot 0 to attach again');
         expect(await mapper.map(jobs(1000))).to.deep.equal(expected(1000));
@@ -192,12 +210,10 @@ describe('data connections: each worker instance takes its jobs on a connection 
           const ready = await control.next('slot-ready');
           expect(ready.slot).to.equal(0);
           expect(ready.data!.port).to.not.equal(first!.port);
-          expect(daemon!.logs.some((l) => l.event === 'data-connection-lost' && l.slot === 0)).to.equal(true);
+          await waitFor(() => daemon!.logs.some((l) => l.event === 'data-connection-lost' && l.slot === 0), 5_000, 'the daemon to log the lost data connection');
 
           // The old endpoint is gone; the new one serves the same instance (no setup again).
-          const old = connect({ host: '127.0.0.1', port: first!.port });
-          const [refused] = await once(old, 'error') as [NodeJS.ErrnoException];
-          expect(refused.code).to.equal('ECONNREFUSED');
+          expect(await tryConnect(first!.port)).to.equal('ECONNREFUSED');
           const again = await attach(daemon!.port, 0, ready.data!);
           expect(await runBatch(again, 0, 3, [5])).to.deep.equal([10]);
           expect(await runBatch(data1, 1, 4, [6])).to.deep.equal([12]);
@@ -231,20 +247,15 @@ describe('data connections: each worker instance takes its jobs on a connection 
           expect((await jobsFirst.next('error')).code).to.equal('MS_PROTOCOL');
 
           // Before attaching, frames are held to the pre-auth limit, checked from the length prefix.
-          const raw = connect({ host: '127.0.0.1', port: endpoint!.port });
-          await once(raw, 'connect');
-          raw.on('error', () => {});
-          raw.resume();
-          raw.write(frameHeader(17 * 1024));
-          await once(raw, 'close');
+          const raw = await rawConnect(endpoint!.port);
+          raw.send(frameHeader(17 * 1024));
+          await raw.closed();
 
-          expect(daemon!.logs.filter((l) => l.event === 'data-refused').length).to.be.at.least(3);
+          await waitFor(() => daemon!.logs.filter((l) => l.event === 'data-refused').length >= 3, 5_000, 'the daemon to log the three refusals');
           const data = await attach(daemon!.port, 0, endpoint!);
           expect(await runBatch(data, 0, 1, [21])).to.deep.equal([42]);
           // Attached, the port is closed to anyone else.
-          const late = connect({ host: '127.0.0.1', port: endpoint!.port });
-          const [error] = await once(late, 'error') as [NodeJS.ErrnoException];
-          expect(error.code).to.equal('ECONNREFUSED');
+          expect(await tryConnect(endpoint!.port)).to.equal('ECONNREFUSED');
           data.connection.end();
         } finally {
           control.connection.destroy();
@@ -259,9 +270,7 @@ describe('data connections: each worker instance takes its jobs on a connection 
           const done = await setUpSession(control, DOUBLE, 1);
           const endpoint = done.data![0]!;
           await sleep(900);
-          const socket = connect({ host: '127.0.0.1', port: endpoint.port });
-          const [error] = await once(socket, 'error') as [NodeJS.ErrnoException];
-          expect(error.code).to.equal('ECONNREFUSED');
+          expect(await tryConnect(endpoint.port)).to.equal('ECONNREFUSED');
           expect(await runBatch(control, 0, 1, [4, 5])).to.deep.equal([8, 10]);
         } finally {
           control.connection.destroy();
@@ -308,12 +317,9 @@ describe('data connections: each worker instance takes its jobs on a connection 
           expect(await runBatch(control, 0, 1, [1])).to.deep.equal([2]);
           // A frame on the daemon port is not an attach either.
           control.connection.destroy();
-          const raw = connect({ host: '127.0.0.1', port: daemon!.port });
-          await once(raw, 'connect');
-          raw.on('error', () => {});
-          raw.resume();
-          raw.write(encodeFrame(encodeMessage({ type: 'attach', slot: 0, token: new Uint8Array(32) })));
-          await once(raw, 'close');
+          const raw = await rawConnect(daemon!.port);
+          raw.sendMessage({ type: 'attach', slot: 0, token: new Uint8Array(32) });
+          await raw.closed();
         } finally {
           control.connection.destroy();
         }
