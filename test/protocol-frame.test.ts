@@ -593,3 +593,29 @@ describe('encodeMessageParts', () => {
     expect(parts({ type: 'jobs', slot: 0, batch: 1, payload: new Uint8Array(10) })).to.have.length(1);
   });
 });
+
+describe('encodeFrameParts', () => {
+  it('gives whole frames, length prefix included, that a FrameDecoder reads back as the same messages', async () => {
+    const { encodeFrameParts } = await import('@mapscale/protocol');
+    const payload = new Uint8Array(100_000).map((_, i) => (i * 11) % 253);
+    const messages: Message[] = [
+      { type: 'ping', seq: 41 },
+      { type: 'jobs', slot: 0, batch: 1, payload: new Uint8Array([1, 2, 3]) },
+      { type: 'jobs', slot: 1, batch: 7, payload, timeoutMs: 50 },
+      { type: 'results', slot: 0, batch: 3, offset: 2, payload: new Uint8Array([0x91, 0x07]), busyMs: 0.25, final: true },
+    ];
+    const written = messages.map((message) => encodeFrameParts(message));
+    // A small message is one buffer; a large payload travels as its own part, not copied.
+    expect(written.map((parts) => parts.length)).to.deep.equal([1, 1, 2, 1]);
+    expect(written[2]![1]).to.equal(payload);
+    const stream = Buffer.concat(written.flat().map((p) => Buffer.from(p.buffer, p.byteOffset, p.length)));
+    const decoded = feed(new FrameDecoder(DEFAULT_LIMITS.maxFrameBytes), [stream]).map((body) => decodeMessage(body));
+    expect(decoded).to.have.length(messages.length);
+    decoded.forEach((message, i) => {
+      const sent = messages[i] as Message & { payload?: Uint8Array };
+      const got = message as Message & { payload?: Uint8Array };
+      if (sent.payload) expect(Buffer.from(got.payload!).equals(Buffer.from(sent.payload))).to.equal(true);
+      expect({ ...got, payload: undefined }).to.deep.equal({ ...sent, payload: undefined });
+    });
+  });
+});

@@ -3,7 +3,7 @@ import { connect as netConnect, isIP, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import {
   ConnectError, ConnectionClosedError, FrameDecoder, MapScaleError, ProtocolError,
-  decodeMessage, encodeMessageParts, frameHeader, type Message,
+  decodeMessage, encodeFrameParts, type Message,
 } from '@mapscale/protocol';
 
 export interface FramedConnectionEvents {
@@ -12,6 +12,9 @@ export interface FramedConnectionEvents {
   /** Emitted once. `error` is set when the close was not asked for by this side. */
   close: [MapScaleError | undefined];
 }
+
+/** Frames sent in one tick that together are smaller than this are copied into one buffer. */
+const JOIN_BELOW_BYTES = 64 * 1024;
 
 /**
  * The one place a socket is seen: frames out, validated messages in. Socket and decode errors are
@@ -23,7 +26,9 @@ export class FramedConnection extends EventEmitter<FramedConnectionEvents> {
   #socket: Socket;
   #decoder: FrameDecoder;
   #closed = false;
-  #corked = false;
+  /** Frames sent in this tick, written together at its end. */
+  #pending: Uint8Array[] = [];
+  #pendingBytes = 0;
   #closeError: MapScaleError | undefined;
 
   constructor(socket: Socket, maxFrameBytes: number) {
@@ -50,19 +55,33 @@ export class FramedConnection extends EventEmitter<FramedConnectionEvents> {
   send(message: Message): void {
     // After end(), a late message (a pong to a ping that crossed our shutdown-done) has nobody to read it.
     if (this.#closed || this.#socket.destroyed || this.#socket.writableEnded) return;
-    const parts = encodeMessageParts(message);
-    let length = 0;
-    for (const part of parts) length += part.length;
-    if (!this.#corked) {
-      this.#corked = true;
-      this.#socket.cork();
-      process.nextTick(() => {
-        this.#corked = false;
-        this.#socket.uncork();
-      });
+    const parts = encodeFrameParts(message);
+    if (this.#pending.length === 0) process.nextTick(() => this.#flush());
+    for (const part of parts) {
+      this.#pending.push(part);
+      this.#pendingBytes += part.length;
     }
-    this.#socket.write(frameHeader(length));
-    for (const part of parts) this.#socket.write(part);
+  }
+
+  /**
+   * One write per tick: small frames are joined into one buffer (a copy costs less than the
+   * stream's per-chunk bookkeeping), large ones go out together in one writev.
+   */
+  #flush(): void {
+    const pending = this.#pending;
+    const bytes = this.#pendingBytes;
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    if (pending.length === 0 || this.#socket.destroyed || this.#socket.writableEnded) return;
+    if (pending.length === 1) {
+      this.#socket.write(pending[0]!);
+    } else if (bytes <= JOIN_BELOW_BYTES) {
+      this.#socket.write(Buffer.concat(pending, bytes));
+    } else {
+      this.#socket.cork();
+      for (const part of pending) this.#socket.write(part);
+      this.#socket.uncork();
+    }
   }
 
   /** Tells the peer why (an error frame), then closes. Listeners see `error` as the close reason. */
@@ -70,6 +89,7 @@ export class FramedConnection extends EventEmitter<FramedConnectionEvents> {
     if (this.#closed) return;
     this.#closeError ??= error;
     this.send({ type: 'error', code: error.code, message: error.message });
+    this.#flush();
     this.#socket.end();
     // A peer that never reads must not keep the socket open forever.
     setTimeout(() => this.#socket.destroy(), 1000).unref();
@@ -78,6 +98,7 @@ export class FramedConnection extends EventEmitter<FramedConnectionEvents> {
   /** Closes after pending writes; an expected end, so listeners see no error. */
   end(): void {
     if (this.#closed) return;
+    this.#flush();
     this.#socket.end();
     setTimeout(() => this.#socket.destroy(), 1000).unref();
   }
