@@ -19,6 +19,8 @@ export interface Measurement {
   cpuPerMillion?: number;
   /** W2: the serial time the efficiency was computed from. */
   serialSeconds?: number;
+  /** Latency: the p50 of a fresh contender's first round trips, before its JIT has settled. */
+  coldValue?: number;
 }
 
 export const WORKERS = 2;
@@ -96,15 +98,19 @@ export async function measureWarm(workload: Exclude<WorkloadId, 'w4'>, sizes: Si
       return { value: (data.w3Jobs.length * sizes.w3JobBytes) / (1024 * 1024) / seconds };
     }
     case 'latency': {
-      for (let i = 0; i < sizes.latencyWarmup; i++) await checked(workload, mapper, [i], (j) => square(j as number));
-      const samples: number[] = [];
-      for (let i = 0; i < sizes.latencySamples; i++) {
-        const t0 = performance.now();
-        const [result] = await mapper.map([i]);
-        samples.push(performance.now() - t0);
-        if (result !== i * i) throw new Error(`latency: wrong result for job ${i}: ${String(result)}`);
-      }
-      return { value: median(samples)! };
+      const roundTrips = async (count: number): Promise<number> => {
+        const samples: number[] = [];
+        for (let i = 0; i < count; i++) {
+          const t0 = performance.now();
+          const [result] = await mapper.map([i]);
+          samples.push(performance.now() - t0);
+          if (result !== i * i) throw new Error(`latency: wrong result for job ${i}: ${String(result)}`);
+        }
+        return median(samples)!;
+      };
+      const coldValue = await roundTrips(sizes.latencyColdSamples);
+      for (let i = sizes.latencyColdSamples; i < sizes.latencyWarmup; i++) await checked(workload, mapper, [i], (j) => square(j as number));
+      return { value: await roundTrips(sizes.latencySamples), coldValue };
     }
   }
 }

@@ -11,6 +11,8 @@ export interface BenchResults {
   values: Record<WorkloadId, Partial<Record<ContenderId, Series>>>;
   /** W1: this (parent) process's CPU seconds per million jobs, for contenders whose workers run elsewhere. */
   w1Cpu: Partial<Record<ContenderId, Series>>;
+  /** Latency p50 over a fresh contender's first round trips (the timed figure comes after its warm-up). */
+  latencyCold: Partial<Record<ContenderId, Series>>;
   capacity: { jobsPerSecond: Series; cpuPerMillion: Series } | null;
   /** Loopback TCP against a Unix domain socket, between this process and a child. */
   transport: Record<'tcp' | 'unix', { roundTripMs: Series; mibPerSecond: Series }> | null;
@@ -117,6 +119,15 @@ export function renderTables(specs: Record<WorkloadId, WorkloadSpec>, results: B
       }
     }
   }
+  if (Object.keys(results.latencyCold).length > 0) {
+    lines.push('', '### Latency of a fresh contender', '');
+    lines.push(`The p50 of each contender's first ${meta.sizes.latencyColdSamples.toLocaleString('en-US')} round trips, while its JIT is still tiering up its path; the latency row above is timed after ${meta.sizes.latencyWarmup.toLocaleString('en-US')}.`, '');
+    lines.push('| contender | first round trips, p50 (ms) | / raw bound, same run |', '|---|---|---|');
+    for (const id of CONTENDER_IDS) {
+      const cold = results.latencyCold[id];
+      if (cold) lines.push(`| ${CONTENDER_LABELS[id]} | ${cell('latency', cold)} | ${id === 'raw' ? '1×' : formatRatio(ratio(cold, results.latencyCold.raw))} |`);
+    }
+  }
   if (results.capacity || Object.keys(results.w1Cpu).length > 0) {
     lines.push('', '### Coordinator', '');
     lines.push('| measure | value |', '|---|---|');
@@ -178,7 +189,7 @@ export function renderResultsFile(tables: string, meta: ReportMeta): string {
     '- **Raw bound, jobs on a worker thread**: the same, except that each child computes on one worker thread (frames transferred to it and back, not copied), as a MapScale daemon runs jobs on instance threads. The gap between the two raw figures is what that thread hop costs by itself; MapScale against this one is what its own logic costs.',
     '- **Raw bound, socket and jobs on a worker thread**: one worker thread per child both serves the connection and computes (the main thread only watches): the shape of a MapScale instance thread with its own data connection (docs/ARCHITECTURE.md, "Connections"), without MapScale\'s envelope, scheduler and checks.',
     '- **Latency with every process on one CPU**: each contender in a child started under `taskset -c 0` (bench/pinned.ts), so all its processes and threads share CPU 0. On this VM a wake-up across CPUs costs ~3× one on the same CPU, and which one a contender gets is the scheduler\'s choice per run: the raw bound\'s unpinned round trip is ~0.033 ms in some runs and ~0.088 ms in others. Pinned, the figures compare the software paths alone.',
-    '- W1–W3 and latency are timed warm: each contender first runs up to 3 untimed maps of the same jobs (fewer once 1.5 s is spent; a few jobs for W2, whose loops optimize within one call; 2,000 untimed round trips before latency, whose event loops keep getting faster for the first few thousand); W4 is timed cold, from creating the contender (processes, threads, 300 ms setup per worker) to the end of its last map. Every result is checked.',
+    '- W1–W3 and latency are timed warm: each contender first runs up to 3 untimed maps of the same jobs (fewer once 1.5 s is spent; a few jobs for W2, whose loops optimize within one call; 6,000 untimed round trips before latency: every contender\'s round trip keeps getting faster for its first 3,000–5,000, as the JIT tiers up its path, the longer paths later; the first 1,000 of them give the fresh-contender figure); W4 is timed cold, from creating the contender (processes, threads, 300 ms setup per worker) to the end of its last map. Every result is checked.',
     '- W2 efficiency = serial time of the same jobs on the main thread / (wall time × 2 workers). The speed of this machine drifts within a second, so the timed map of each contender is bracketed by the serial run: half of the jobs just before it, half just after.',
     '- Contenders run in a rotating order, one run after another; ratios are taken within a run, then the median over runs.',
     '- Coordinator CPU: `process.cpuUsage()` of the bench process around the timed map (its workers live in other processes).',

@@ -219,6 +219,7 @@ async function main(args: Args, daemons: Daemon[]): Promise<void> {
   const results: BenchResults = {
     values: { w1: {}, w2: {}, w3: {}, w4: {}, latency: {} },
     w1Cpu: {},
+    latencyCold: {},
     capacity: null,
     transport: null,
     pinned: null,
@@ -246,6 +247,7 @@ async function main(args: Args, daemons: Daemon[]): Promise<void> {
           const measurement = await measureOne(contender, spec, sizes, data, results.failures);
           series[run] = measurement?.value;
           if (measurement?.serialSeconds !== undefined) serials.push(measurement.serialSeconds);
+          if (measurement?.coldValue !== undefined) (results.latencyCold[contender.id] ??= [])[run] = measurement.coldValue;
           if (measurement?.cpuPerMillion !== undefined && contender.id !== 'piscina-task' && contender.id !== 'piscina-batched') {
             (results.w1Cpu[contender.id] ??= [])[run] = measurement.cpuPerMillion;
           }

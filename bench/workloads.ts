@@ -34,7 +34,9 @@ export interface Sizes {
   readonly w4Maps: number;
   readonly w4JobsPerMap: number;
   readonly latencySamples: number;
+  /** Untimed round trips before the timed ones; the first `latencyColdSamples` of them give the cold figure. */
   readonly latencyWarmup: number;
+  readonly latencyColdSamples: number;
   readonly capacityJobs: number;
   readonly capacityDaemons: number;
   readonly capacityInstances: number;
@@ -52,8 +54,11 @@ export const FULL_SIZES: Sizes = Object.freeze({
   w4SetupMs: 300,
   w4Maps: 5,
   w4JobsPerMap: 1_000,
-  latencySamples: 1_000,
-  latencyWarmup: 2_000,
+  latencySamples: 2_000,
+  // Every contender's round trip keeps getting faster for its first 3,000–5,000 (the JIT tiers up its
+  // whole path, longer paths later): the timed ones come after that, where long-lived workers live.
+  latencyWarmup: 6_000,
+  latencyColdSamples: 1_000,
   capacityJobs: 1_000_000,
   capacityDaemons: 4,
   capacityInstances: 4,
@@ -69,6 +74,7 @@ export const QUICK_SIZES: Sizes = Object.freeze({
   w4Maps: 2,
   latencySamples: 100,
   latencyWarmup: 300,
+  latencyColdSamples: 100,
   capacityJobs: 200_000,
   measureDeadlineMs: 60_000,
 });
