@@ -679,6 +679,7 @@ export class Engine {
   }
 
   #cancelOnWorkers(batches: Batch[]): void {
+    if (batches.length === 0) return;
     const bySlot = new Map<number, number[]>();
     for (const batch of batches) {
       const list = bySlot.get(batch.slotId) ?? [];

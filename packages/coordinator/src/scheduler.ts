@@ -267,6 +267,8 @@ export class Scheduler {
   /** Fills every slot's credit, one batch per slot per round, so idle slots all get work. */
   nextDispatches(): Batch[] {
     const out: Batch[] = [];
+    // A call with nothing to hand out (after a map's last results, say) builds no slot list.
+    if (!this.#runs.some((r) => r.status === 'running' && r.unassigned > 0)) return out;
     const slots = [...this.#slots.values()].sort((a, b) => a.inFlight.length - b.inFlight.length);
     let progressed = true;
     while (progressed) {
