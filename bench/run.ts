@@ -37,6 +37,7 @@ import {
 const REPO_DIR = fileURLToPath(new URL('../', import.meta.url));
 const BENCH_SOURCE_DIR = `${REPO_DIR}bench/`;
 const PINNED_PATH = fileURLToPath(new URL('./pinned.js', import.meta.url));
+const MP_POOL_PATH = `${BENCH_SOURCE_DIR}mp_pool.py`;
 const runFile = promisify(execFile);
 const CLOSE_DEADLINE_MS = 20_000;
 const DAEMON_START_MS = 20_000;
@@ -110,13 +111,18 @@ async function closeMapper(mapper: Mapper, force: boolean, label: string, failur
   }
 }
 
-interface Contender {
-  id: ContenderId;
-  supports(spec: WorkloadSpec): boolean;
-  open(spec: WorkloadSpec): Mapper;
+/** A Node contender is opened here and measured by measure.ts; a peer in another language measures itself, by the same method. */
+type Contender = { id: ContenderId; supports(spec: WorkloadSpec): boolean } & (
+  | { open(spec: WorkloadSpec): Mapper; measure?: undefined }
+  | { measure(spec: WorkloadSpec, sizes: Sizes): Promise<Measurement>; open?: undefined });
+
+/** Python's multiprocessing.Pool, in a python3 child that times itself (bench/mp_pool.py). */
+async function measureMpPool(spec: WorkloadSpec, sizes: Sizes): Promise<Measurement> {
+  const { stdout } = await runFile('python3', [MP_POOL_PATH, JSON.stringify({ ...sizes, workload: spec.id, workers: WORKERS })], { timeout: sizes.measureDeadlineMs });
+  return JSON.parse(stdout.trim().split('\n').pop()!) as Measurement;
 }
 
-function contenders(daemon: Daemon, secret: string): Contender[] {
+function contenders(daemon: Daemon, secret: string, hasPython: boolean): Contender[] {
   const byId: Record<ContenderId, Contender> = {
     'ms-local': { id: 'ms-local', supports: () => true, open: (spec) => openMapScale(spec, WORKERS) },
     'ms-daemon': { id: 'ms-daemon', supports: () => true, open: (spec) => openMapScale(spec, [daemon.address], secret) },
@@ -124,6 +130,7 @@ function contenders(daemon: Daemon, secret: string): Contender[] {
     'piscina-batched': {
       id: 'piscina-batched', supports: (spec) => spec.piscinaChunk !== undefined, open: (spec) => openPiscina(spec, spec.piscinaChunk),
     },
+    'mp-pool': { id: 'mp-pool', supports: () => hasPython, measure: measureMpPool },
     raw: { id: 'raw', supports: () => true, open: (spec) => openRaw(spec, WORKERS) },
     'raw-thread': { id: 'raw-thread', supports: () => true, open: (spec) => openRaw(spec, WORKERS, 'thread') },
     'raw-thread-socket': { id: 'raw-thread-socket', supports: () => true, open: (spec) => openRaw(spec, WORKERS, 'thread-socket') },
@@ -137,9 +144,9 @@ async function measureOne(contender: Contender, spec: WorkloadSpec, sizes: Sizes
   let mapper: Mapper | undefined;
   let ok = false;
   try {
-    const task = spec.id === 'w4'
-      ? measureCold(sizes, data, () => contender.open(spec), (m) => (mapper = m))
-      : (mapper = contender.open(spec), measureWarm(spec.id, sizes, data, mapper));
+    const task = contender.measure ? contender.measure(spec, sizes)
+      : spec.id === 'w4' ? measureCold(sizes, data, () => contender.open(spec), (m) => (mapper = m))
+        : (mapper = contender.open(spec), measureWarm(spec.id, sizes, data, mapper));
     const measurement = await withDeadline(task, sizes.measureDeadlineMs, label);
     ok = true;
     return measurement;
@@ -235,7 +242,9 @@ async function main(args: Args, daemons: Daemon[]): Promise<void> {
     const daemon = await startDaemon(WORKERS, secret, DAEMON_START_MS);
     daemons.push(daemon);
     log({ event: 'daemon-started', address: daemon.address, workers: WORKERS });
-    const all = contenders(daemon, secret);
+    const hasPython = spawnSync('python3', ['--version']).status === 0;
+    if (!hasPython) results.failures.push('mp.Pool: python3 is not installed; its column is left empty');
+    const all = contenders(daemon, secret, hasPython);
     for (let run = 0; run < args.runs; run++) {
       for (const w of workloads) {
         const spec = specs[w];
