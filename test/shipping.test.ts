@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -6,7 +6,7 @@ import { expect } from 'chai';
 import { JobError, ModuleScopeError, Processor, SetupError, ShippingError, WorkFunction } from 'mapscale';
 import { ForgetfulGreeter, Greeter } from './fixtures/module-scoped.js';
 import { Power, ScaledPlusOne } from './fixtures/work-functions.js';
-import { withDaemons } from './helpers/daemon.js';
+import { waitFor, withDaemons } from './helpers/daemon.js';
 import { tempDir } from './helpers/files.js';
 
 const run = promisify(execFile);
@@ -134,6 +134,26 @@ describe('shipping the work function', () => {
     for (const fn of [new WithPrivate(), new WithFunctionState(), new WrongModule(), new NotAWorkFunction(), Math.max]) {
       expect(() => new Processor(fn as never, 1), (fn as object).constructor.name).to.throw(ShippingError);
     }
+  });
+
+  it('fails the first map with ShippingError when the module cannot be bundled, and stops the local daemon started meanwhile', async () => {
+    class Unbundlable extends WorkFunction<number, number> {
+      static module = new URL('./fixtures/no-such-module.js', import.meta.url).href;
+      call(x: number) {
+        return x;
+      }
+    }
+    // The local daemon starts while the module is bundled; it must not outlive the failure.
+    const localDaemons = () => spawnSync('pgrep', ['-P', String(process.pid), '-f', 'worker-server/dist/(bundled/)?local-entry.js']).stdout.toString().trim();
+    const mapper = new Processor(new Unbundlable(), 1);
+    try {
+      const error = await mapper.map([1]).then(() => null, (e: unknown) => e);
+      expect(error).to.be.instanceOf(ShippingError);
+      expect((error as Error).message).to.include('cannot bundle the module of Unbundlable');
+    } finally {
+      await mapper.shutdown().catch(() => {});
+    }
+    await waitFor(() => localDaemons() === '', 15_000, 'the local daemon to exit');
   });
 
   it('ships the work function once per worker session, not per job or per map', async () => {

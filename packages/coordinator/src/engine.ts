@@ -166,6 +166,8 @@ export class Engine {
   readonly #log: Logger;
   #code: ShippedCode;
   #bundle: { hash: string; source: Uint8Array } | undefined;
+  /** Settles once #code is what the workers get (bundled, if it is bundled); awaited before each setup. */
+  #shipping: Promise<void> = Promise.resolve();
   readonly #codec = createCodec();
   readonly #scheduler: Scheduler;
   readonly #emit: (event: EngineEventName, payload: WorkerEvent) => void;
@@ -210,14 +212,10 @@ export class Engine {
 
   async #start(workers: readonly WorkerSpec[]): Promise<void> {
     for (const spec of workers) this.#endpoints.push(this.#endpoint(spec));
-    const code = this.#code;
-    if (code.kind === 'module' && this.#options.bundle) {
-      // Once per Processor: every daemon gets the same bytes, or only their hash if it has them.
-      const bundle = await bundleModule(code.url, code.exportName, code.external ?? []);
-      this.#bundle = { hash: bundle.hash, source: bundle.source };
-      this.#code = { kind: 'bundle', hash: bundle.hash, bytes: bundle.source.length, exportName: code.exportName, state: code.state, external: bundle.external };
-      this.#log.info({ event: 'bundled', hash: bundle.hash, bytes: bundle.source.length, external: bundle.external });
-    }
+    // Bundling runs while local daemons start (a Node process takes ~65 ms to come up) and daemons
+    // are connected to and authenticated: only setup needs its result.
+    this.#shipping = this.#bundleCode();
+    this.#shipping.catch(() => {});
     const failures = await this.#firstAttempts();
     const permanent = failures.find(isPermanent);
     if (permanent) throw permanent;
@@ -225,6 +223,16 @@ export class Engine {
     if (this.#status === 'starting') this.#status = 'running';
     // Some answered, some not (yet): keep trying those in the background.
     for (const endpoint of this.#endpoints) if (!endpoint.session) this.#scheduleReconnect(endpoint);
+  }
+
+  /** Once per Processor: every daemon gets the same bytes, or only their hash if it has them. */
+  async #bundleCode(): Promise<void> {
+    const code = this.#code;
+    if (code.kind !== 'module' || !this.#options.bundle) return;
+    const bundle = await bundleModule(code.url, code.exportName, code.external ?? []);
+    this.#bundle = { hash: bundle.hash, source: bundle.source };
+    this.#code = { kind: 'bundle', hash: bundle.hash, bytes: bundle.source.length, exportName: code.exportName, state: code.state, external: bundle.external };
+    this.#log.info({ event: 'bundled', hash: bundle.hash, bytes: bundle.source.length, external: bundle.external });
   }
 
   #endpoint(spec: WorkerSpec): Endpoint {
@@ -346,7 +354,7 @@ export class Engine {
       session.on('lost', (reason) => this.#onLost(endpoint, session, reason));
       session.on('round-trip', (ms) => this.#onRoundTrip(session, ms));
       if (onReachable) session.once('connected', onReachable);
-      const slots = await session.open(this.#code, this.#bundle);
+      const slots = await session.open(this.#shipping.then(() => ({ code: this.#code, bundle: this.#bundle })));
       // While closing, maps that were called before shutdown() still need these workers.
       if (this.#status === 'closed' || endpoint.removed) {
         await session.shutdown().catch(() => session.destroy());

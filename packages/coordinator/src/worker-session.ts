@@ -74,6 +74,8 @@ export class WorkerSession extends EventEmitter<WorkerSessionEvents> {
   #slots = 0;
   #welcome: WelcomeMessage | null = null;
   #pendingError: MapScaleError | undefined;
+  /** Why the connection closed, once it has. */
+  #closeReason: MapScaleError | undefined;
   #heartbeat: NodeJS.Timeout | null = null;
   #lastHeard = 0;
   /** Aborted when the session is given up while its connection is still being opened. */
@@ -129,7 +131,7 @@ export class WorkerSession extends EventEmitter<WorkerSessionEvents> {
    * Connects, authenticates both ways, ships the work function (and its bundle, if the daemon asks
    * for it) and waits for every instance's setup().
    */
-  async open(code: ShippedCode, bundle?: { hash: string; source: Uint8Array }): Promise<number> {
+  async open(shipping: Promise<{ code: ShippedCode; bundle?: { hash: string; source: Uint8Array } }>): Promise<number> {
     const connection = await openConnection(this.address, this.#options.connectTimeoutMs, DEFAULT_LIMITS.preAuthFrameBytes, this.#options.tls, this.#opening.signal);
     this.#connection = connection;
     connection.unref();
@@ -151,6 +153,10 @@ export class WorkerSession extends EventEmitter<WorkerSessionEvents> {
     this.#state = 'setting-up';
     // Measured now, while the daemon is idle, the round trip sizes the first batches' credit.
     this.#sendPing(connection);
+    // The work function may still be being bundled: the connection and handshake did not wait for it.
+    const { code, bundle } = await shipping;
+    // The connection may have closed meanwhile, with nobody waiting for a reply to hear it.
+    if (this.#closeReason) throw this.#closeReason;
     connection.send({
       type: 'setup', code, slots: this.#welcome!.slots, forwardOutput: this.#options.forwardOutput,
       maxFrameBytes: this.#options.maxFrameBytes ?? DEFAULT_LIMITS.maxFrameBytes,
@@ -407,6 +413,7 @@ export class WorkerSession extends EventEmitter<WorkerSessionEvents> {
     this.#state = 'closed';
     const reason = this.#pendingError ?? error ??
       new ConnectionClosedError(`daemon ${this.address.label} closed the connection`);
+    this.#closeReason = reason;
     this.#rejectWaiter(reason);
     if (previous === 'ready') this.emit('lost', reason);
   }
