@@ -1,17 +1,19 @@
 import { createServer, type Server } from 'node:net';
 import { expect } from 'chai';
-import { Processor, ProtocolVersionError, ConnectError } from 'mapscale';
+import { Processor, ProtocolVersionError, ConnectError, ConnectionClosedError } from 'mapscale';
 import { FrameDecoder, createNonce, decodeMessage, encodeFrame, encodeMessage, type Message } from '@mapscale/protocol';
+import { Greeter } from './fixtures/module-scoped.js';
 import { Power } from './fixtures/work-functions.js';
 
 /** A TCP server that answers a hello with the welcome given: a daemon of another release, say. */
-async function fakeDaemon(welcome: (hello: Message) => Message | null): Promise<{ server: Server; address: string }> {
+async function fakeDaemon(welcome: (hello: Message) => Message | null, closeAfterReply = false): Promise<{ server: Server; address: string }> {
   const server = createServer((socket) => {
     const decoder = new FrameDecoder(1 << 20);
     socket.on('error', () => {});
     socket.on('data', (chunk) => decoder.push(chunk, (body) => {
       const reply = welcome(decodeMessage(body));
       if (reply) socket.write(encodeFrame(encodeMessage(reply)));
+      if (reply && closeAfterReply && reply.type === 'ready') socket.end();
     }));
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -44,6 +46,31 @@ describe('the coordinator facing an incompatible or silent daemon', () => {
       const error = await mapper.map([1]).then(() => null, (e: unknown) => e);
       expect(error).to.be.instanceOf(ConnectError);
       await mapper.shutdown();
+    } finally {
+      server.close();
+    }
+  });
+
+  it('fails the first map with ConnectionClosedError when the daemon closes while the work function is still being bundled', async () => {
+    // Bundling runs beside the handshake; a close that lands before setup is sent must not leave setup waiting forever.
+    const { server, address } = await fakeDaemon((message) => {
+      if (message.type === 'hello') {
+        return {
+          type: 'welcome', protocol: message.protocol, mapscale: message.mapscale, node: process.versions.node, nonce: createNonce(),
+          authRequired: false, slots: 1, hostname: 'fake', pid: 1,
+        };
+      }
+      return message.type === 'auth' ? { type: 'ready' } : null;
+    }, true);
+    try {
+      const mapper = new Processor(new Greeter('hi'), [address]);
+      let timer: NodeJS.Timeout | undefined;
+      const hung = new Promise((resolve) => (timer = setTimeout(() => resolve('still waiting after 10 s'), 10_000)));
+      const outcome = await Promise.race([mapper.map(['x']).then(() => 'resolved', (e: unknown) => e), hung]);
+      clearTimeout(timer);
+      expect(outcome).to.be.instanceOf(ConnectionClosedError);
+      expect((outcome as Error).message).to.include(address);
+      await mapper.shutdown({ force: true });
     } finally {
       server.close();
     }
