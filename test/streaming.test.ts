@@ -1,5 +1,35 @@
+import { rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { expect } from 'chai';
 import { Processor, ProcessorClosedError } from 'mapscale';
+import { waitFor } from './helpers/daemon.js';
+
+interface HoldJob {
+  kind: 'first' | 'hold';
+  marker: string;
+}
+
+/**
+ * 'first' keeps its thread busy for 20 ms, past the daemon's resultFlushMs (5 ms); 'hold' blocks its
+ * thread, synchronously, until the app has seen the first result (a marker file appears), or gives
+ * up after 10 s. Only a first result sent before 'hold' starts can release it.
+ */
+function firstThenHold(job: HoldJob): string {
+  if (job.kind === 'first') {
+    const end = Date.now() + 20;
+    while (Date.now() < end);
+    return 'first';
+  }
+  const fs = process.getBuiltinModule('node:fs');
+  const nap = new Int32Array(new SharedArrayBuffer(4));
+  const giveUp = Date.now() + 10_000;
+  while (!fs.existsSync(job.marker)) {
+    if (Date.now() > giveUp) return 'gave up';
+    Atomics.wait(nap, 0, 0, 5);
+  }
+  return 'released';
+}
 
 describe('streaming: imap, imapUnordered, lazy inputs', () => {
   it('imap yields results in job order from an async generator', async () => {
@@ -15,6 +45,27 @@ describe('streaming: imap, imapUnordered, lazy inputs', () => {
       await mapper.shutdown();
     }
   });
+
+  for (const [path, options] of [['its data connection', {}], ['the daemon port', { dataConnections: false }]] as const) {
+    it(`sends a result that waited past resultFlushMs before the next job of its batch starts, even a synchronous one that blocks (${path})`, async () => {
+      const marker = join(tmpdir(), `mapscale-released-${process.pid}-${Date.now()}`);
+      const mapper = new Processor(firstThenHold, 1, { chunkSize: 2, ...options });
+      try {
+        await mapper.map([]);
+        const direct = 'dataConnections' in options ? 0 : 1;
+        await waitFor(() => mapper.stats()[0]!.directSlots === direct, 10_000, `${direct} instance(s) to attach`);
+        const out: string[] = [];
+        for await (const result of mapper.imap([{ kind: 'first', marker }, { kind: 'hold', marker }] satisfies HoldJob[])) {
+          out.push(result);
+          if (result === 'first') writeFileSync(marker, '');
+        }
+        expect(out).to.deep.equal(['first', 'released']);
+      } finally {
+        rmSync(marker, { force: true });
+        await mapper.shutdown();
+      }
+    });
+  }
 
   it('imapUnordered yields every result once, in any order', async () => {
     const mapper = new Processor(async (x: number) => {

@@ -56,7 +56,7 @@ export class FramedConnection extends EventEmitter<FramedConnectionEvents> {
     // After end(), a late message (a pong to a ping that crossed our shutdown-done) has nobody to read it.
     if (this.#closed || this.#socket.destroyed || this.#socket.writableEnded) return;
     const parts = encodeFrameParts(message);
-    if (this.#pending.length === 0) process.nextTick(() => this.#flush());
+    if (this.#pending.length === 0) process.nextTick(() => this.flush());
     for (const part of parts) {
       this.#pending.push(part);
       this.#pendingBytes += part.length;
@@ -64,10 +64,12 @@ export class FramedConnection extends EventEmitter<FramedConnectionEvents> {
   }
 
   /**
-   * One write per tick: small frames are joined into one buffer (a copy costs less than the
-   * stream's per-chunk bookkeeping), large ones go out together in one writev.
+   * Writes what was sent so far now, instead of at the end of the tick: for a sender about to block
+   * its thread (an instance thread starting a synchronous job), whose tick would otherwise end only
+   * after it. Small frames are joined into one buffer (a copy costs less than the stream's per-chunk
+   * bookkeeping), large ones go out together in one writev.
    */
-  #flush(): void {
+  flush(): void {
     const pending = this.#pending;
     const bytes = this.#pendingBytes;
     this.#pending = [];
@@ -89,7 +91,7 @@ export class FramedConnection extends EventEmitter<FramedConnectionEvents> {
     if (this.#closed) return;
     this.#closeError ??= error;
     this.send({ type: 'error', code: error.code, message: error.message });
-    this.#flush();
+    this.flush();
     this.#socket.end();
     // A peer that never reads must not keep the socket open forever.
     setTimeout(() => this.#socket.destroy(), 1000).unref();
@@ -98,7 +100,7 @@ export class FramedConnection extends EventEmitter<FramedConnectionEvents> {
   /** Closes after pending writes; an expected end, so listeners see no error. */
   end(): void {
     if (this.#closed) return;
-    this.#flush();
+    this.flush();
     this.#socket.end();
     setTimeout(() => this.#socket.destroy(), 1000).unref();
   }
