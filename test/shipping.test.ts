@@ -144,7 +144,9 @@ describe('shipping the work function', () => {
       }
     }
     // The local daemon starts while the module is bundled; it must not outlive the failure.
-    const localDaemons = () => spawnSync('pgrep', ['-P', String(process.pid), '-f', 'worker-server/dist/(bundled/)?local-entry.js']).stdout.toString().trim();
+    const localDaemons = () => spawnSync('pgrep', ['-P', String(process.pid), '-f', 'worker-server/dist/(bundled/)?local-entry.js'])
+      .stdout.toString().split('\n').filter(Boolean);
+    const before = new Set(localDaemons());
     const mapper = new Processor(new Unbundlable(), 1);
     try {
       const error = await mapper.map([1]).then(() => null, (e: unknown) => e);
@@ -153,7 +155,7 @@ describe('shipping the work function', () => {
     } finally {
       await mapper.shutdown().catch(() => {});
     }
-    await waitFor(() => localDaemons() === '', 15_000, 'the local daemon to exit');
+    await waitFor(() => localDaemons().every((pid) => before.has(pid)), 15_000, 'the local daemon to exit');
   });
 
   it('ships the work function once per worker session, not per job or per map', async () => {
