@@ -19,7 +19,7 @@ const JOIN_BELOW_BYTES = 64 * 1024;
 /**
  * The one place a socket is seen: frames out, validated messages in. Socket and decode errors are
  * turned into MapScale errors here, so everything above works with a message stream only.
- * Writes made in one tick are corked into one syscall.
+ * Frames sent in one tick are written together, in one syscall, at its end (or at once, with flush()).
  */
 export class FramedConnection extends EventEmitter<FramedConnectionEvents> {
   readonly remoteAddress: string;
