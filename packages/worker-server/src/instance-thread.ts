@@ -49,21 +49,12 @@ function captureConsole(): void {
       };
       // On the data connection it stays in step with the results of the job that printed it.
       const forwarded = data !== null && data.config.forwardOutput;
-      if (forwarded) sendNow(data!.connection, { type: 'output', slot: data!.config.slot, ...output });
+      if (forwarded) data!.connection.sendNow({ type: 'output', slot: data!.config.slot, ...output });
       post({ kind: 'output', ...output, forwarded });
     };
   }
 }
 captureConsole();
-
-/**
- * On the data connection: written at once. A part of a batch flushed between jobs must leave before
- * the next job starts, since a synchronous job keeps this thread (and the end of its tick) until it returns.
- */
-function sendNow(connection: FramedConnection, message: Message): void {
-  connection.send(message);
-  connection.flush();
-}
 
 function toWire(error: unknown): SerializedError {
   return serializeError(restored ? explainScopeError(error, restored) : error);
@@ -82,7 +73,9 @@ function sendResults(batch: number, offset: number, values: unknown[], errors: [
   if (errors) Atomics.add(counters, COUNTERS.jobErrors, BigInt(errors.length));
   if (data) {
     const payload = codec.pack(values);
-    sendNow(data.connection, fitResultsFrame({ type: 'results', slot: data.config.slot, batch, offset, payload, errors, busyMs, final }, data.config.resultsFrameLimit));
+    // At once: a part flushed between jobs must leave before the next job starts, since a
+    // synchronous job keeps this thread (and the end of its tick) until it returns.
+    data.connection.sendNow(fitResultsFrame({ type: 'results', slot: data.config.slot, batch, offset, payload, errors, busyMs, final }, data.config.resultsFrameLimit));
     return;
   }
   const bytes = new Uint8Array(codec.pack(values));

@@ -29,6 +29,11 @@ export class FramedConnection extends EventEmitter<FramedConnectionEvents> {
   /** Frames sent in this tick, written together at its end. */
   #pending: Uint8Array[] = [];
   #pendingBytes = 0;
+  #flushScheduled = false;
+  readonly #flushAtTickEnd = () => {
+    this.#flushScheduled = false;
+    this.flush();
+  };
   #closeError: MapScaleError | undefined;
 
   constructor(socket: Socket, maxFrameBytes: number) {
@@ -52,22 +57,34 @@ export class FramedConnection extends EventEmitter<FramedConnectionEvents> {
     this.#decoder.maxFrameBytes = value;
   }
 
+  /** Queues `message`, to be written with the rest of this tick's frames at its end. */
   send(message: Message): void {
-    // After end(), a late message (a pong to a ping that crossed our shutdown-done) has nobody to read it.
-    if (this.#closed || this.#socket.destroyed || this.#socket.writableEnded) return;
-    const parts = encodeFrameParts(message);
-    if (this.#pending.length === 0) process.nextTick(() => this.flush());
-    for (const part of parts) {
-      this.#pending.push(part);
-      this.#pendingBytes += part.length;
-    }
+    if (!this.#queue(message) || this.#flushScheduled) return;
+    this.#flushScheduled = true;
+    process.nextTick(this.#flushAtTickEnd);
   }
 
   /**
-   * Writes what was sent so far now, instead of at the end of the tick: for a sender about to block
-   * its thread (an instance thread starting a synchronous job), whose tick would otherwise end only
-   * after it. Small frames are joined into one buffer (a copy costs less than the stream's per-chunk
-   * bookkeeping), large ones go out together in one writev.
+   * Writes `message` (and whatever this tick queued before it) now: for a sender about to block its
+   * thread (an instance thread starting a synchronous job), whose tick would otherwise end only after that.
+   */
+  sendNow(message: Message): void {
+    if (this.#queue(message)) this.flush();
+  }
+
+  #queue(message: Message): boolean {
+    // After end(), a late message (a pong to a ping that crossed our shutdown-done) has nobody to read it.
+    if (this.#closed || this.#socket.destroyed || this.#socket.writableEnded) return false;
+    for (const part of encodeFrameParts(message)) {
+      this.#pending.push(part);
+      this.#pendingBytes += part.length;
+    }
+    return true;
+  }
+
+  /**
+   * Writes what is queued: small frames joined into one buffer (a copy costs less than the stream's
+   * per-chunk bookkeeping), large ones together in one writev.
    */
   flush(): void {
     const pending = this.#pending;
@@ -90,8 +107,7 @@ export class FramedConnection extends EventEmitter<FramedConnectionEvents> {
   fail(error: MapScaleError): void {
     if (this.#closed) return;
     this.#closeError ??= error;
-    this.send({ type: 'error', code: error.code, message: error.message });
-    this.flush();
+    this.sendNow({ type: 'error', code: error.code, message: error.message });
     this.#socket.end();
     // A peer that never reads must not keep the socket open forever.
     setTimeout(() => this.#socket.destroy(), 1000).unref();
