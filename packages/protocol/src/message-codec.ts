@@ -43,6 +43,11 @@ export function encodeFrameParts(message: Message): Uint8Array[] {
   return parts;
 }
 
+/** The whole message in one buffer, `room` bytes left free in front of it (for a frame's length prefix). */
+function packWhole(message: Message, room: number): Buffer {
+  return room ? envelopePackr.pack(message, RESERVE_START_SPACE | room) : encodeMessage(message);
+}
+
 /** Payloads at least this large are written beside their envelope instead of copied into it. */
 const SPLIT_PAYLOAD_BYTES = 16 * 1024;
 const EMPTY = new Uint8Array(0);
@@ -55,13 +60,12 @@ const EMPTY = new Uint8Array(0);
  */
 export function encodeMessageParts(message: Message, withHeaderRoom = false): Uint8Array[] {
   const room = withHeaderRoom ? FRAME_HEADER_BYTES : 0;
-  const whole = () => [room ? envelopePackr.pack(message, RESERVE_START_SPACE | room) : encodeMessage(message)];
   const payload = (message as { payload?: unknown }).payload;
-  if (!(payload instanceof Uint8Array) || payload.length < SPLIT_PAYLOAD_BYTES) return whole();
+  if (!(payload instanceof Uint8Array) || payload.length < SPLIT_PAYLOAD_BYTES) return [packWhole(message, room)];
   const { payload: _payload, ...rest } = message as Message & { payload: Uint8Array };
   const head = envelopePackr.pack({ ...rest, payload: EMPTY });
   // `payload` is the last key, so the envelope ends with its empty bin8: 0xc4 0x00.
-  if (head[head.length - 2] !== 0xc4 || head[head.length - 1] !== 0x00) return whole();
+  if (head[head.length - 2] !== 0xc4 || head[head.length - 1] !== 0x00) return [packWhole(message, room)];
   const prefix = Buffer.allocUnsafe(room + head.length - 2 + 5);
   prefix.set(head.subarray(0, head.length - 2), room);
   prefix[room + head.length - 2] = 0xc6;
