@@ -716,7 +716,7 @@ export class Engine {
 
   // ── Batches out, results in ─────────────────────────────────────────────
 
-  /** Hands out every batch the scheduler has credit for; all writes of one pump share a tick (corked). */
+  /** Hands out every batch the scheduler has credit for; the frames of one pump go out in one write per connection. */
   #pump(): void {
     for (;;) {
       let tooLarge: { batch: Batch; size: number; limit: number }[] | undefined;

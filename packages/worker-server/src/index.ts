@@ -1,3 +1,4 @@
+import { entryPath } from './entry.js';
 export { startWorkerServer, type WorkerServer } from './server.js';
 export { DEFAULT_WORKER_SERVER_OPTIONS, type WorkerServerOptions } from './options.js';
 export { WorkFunction, isWorkFunctionBase, WORK_FUNCTION_BASE } from './work-function.js';
@@ -10,7 +11,6 @@ export const WORKER_CLI_PATH = new URL('./cli.js', import.meta.url);
 export function localDaemonEntry(): URL {
   return entryPath('local-entry');
 }
-import { entryPath } from './entry.js';
 export { entryPath, type EntryName } from './entry.js';
 export { queryDaemonStatus, type StatusQuery } from './status-client.js';
 export type { DaemonStatus } from './daemon-stats.js';
