@@ -118,7 +118,12 @@ type Contender = { id: ContenderId; supports(spec: WorkloadSpec): boolean } & (
 
 /** Python's multiprocessing.Pool, in a python3 child that times itself (bench/mp_pool.py). */
 async function measureMpPool(spec: WorkloadSpec, sizes: Sizes): Promise<Measurement> {
-  const { stdout } = await runFile('python3', [MP_POOL_PATH, JSON.stringify({ ...sizes, workload: spec.id, workers: WORKERS })], { timeout: sizes.measureDeadlineMs });
+  return runForMeasurement('python3', [MP_POOL_PATH, JSON.stringify({ ...sizes, workload: spec.id, workers: WORKERS })], sizes.measureDeadlineMs);
+}
+
+/** Runs a child that measures by itself and prints its Measurement as the last line of its stdout. */
+async function runForMeasurement(file: string, args: string[], timeoutMs: number): Promise<Measurement> {
+  const { stdout } = await runFile(file, args, { timeout: timeoutMs });
   return JSON.parse(stdout.trim().split('\n').pop()!) as Measurement;
 }
 
@@ -171,8 +176,7 @@ async function measurePinned(args: Args, sizes: Sizes, failures: string[]): Prom
     for (let i = 0; i < PINNED_IDS.length; i++) {
       const id = PINNED_IDS[(i + run) % PINNED_IDS.length]!;
       try {
-        const { stdout } = await runFile('taskset', ['-c', '0', process.execPath, PINNED_PATH, id, args.quick ? 'quick' : 'full'], { timeout: sizes.measureDeadlineMs });
-        const value = (JSON.parse(stdout.trim().split('\n').pop()!) as { value: number }).value;
+        const { value } = await runForMeasurement('taskset', ['-c', '0', process.execPath, PINNED_PATH, id, args.quick ? 'quick' : 'full'], sizes.measureDeadlineMs);
         (pinned[id] ??= [])[run] = value;
         log({ event: 'measured', run: run + 1, workload: 'pinned', contender: id, value, unit: 'ms' });
       } catch (error) {
