@@ -1,7 +1,7 @@
 import { connect } from 'node:net';
 import { once } from 'node:events';
 import { DEFAULT_LIMITS, clientHandshake, type DaemonMessage, type Message } from '@mapscale/protocol';
-import { FramedConnection } from '@mapscale/worker-server';
+import { FramedConnection } from '@mapscale/transport';
 
 /**
  * A coordinator written out by hand, message by message, on a real socket: for tests that must

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { RUNTIME_GLOBAL } from '@mapscale/worker-server/runtime';
 import { ShippingError } from './errors.js';
 
 /** A work function's module, bundled for workers that have none of the app's files. */
@@ -11,11 +12,6 @@ export interface Bundle {
   external: string[];
 }
 
-/**
- * On the worker, `import { WorkFunction } from 'mapscale'` inside a bundle is served by the worker
- * itself (the base class lives there), not by a copy bundled in.
- */
-export const RUNTIME_GLOBAL = 'mapscale.runtime';
 
 /**
  * The bundle's stand-in for the `mapscale` package: every name the package exports, so a module

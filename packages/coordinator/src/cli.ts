@@ -9,7 +9,7 @@ import { pino } from 'pino';
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { MAPSCALE_VERSION, MapScaleError } from '@mapscale/protocol';
-import { WORK_FUNCTION_BASE } from '@mapscale/worker-server';
+import { WORK_FUNCTION_BASE } from '@mapscale/worker-server/runtime';
 import { InvalidOptionError, ShippingError } from './errors.js';
 import { DEFAULT_PROCESSOR_OPTIONS as D, type ProcessorOptions } from './options.js';
 import { Processor, type WorkFunctionInput } from './processor.js';

@@ -1,5 +1,9 @@
 import { MapScaleError } from '@mapscale/protocol';
 
+// Raised below the coordinator too (address parsing, dialling), so they live with those layers.
+export { InvalidOptionError } from '@mapscale/protocol';
+export { TLSError } from '@mapscale/transport';
+
 /** A job's call() threw; `cause` is the worker's error with its name, message, stack and properties. */
 export class JobError extends MapScaleError {
   override readonly code = 'MS_JOB_FAILED';
@@ -54,11 +58,6 @@ export class ShippingError extends MapScaleError {
   override readonly code = 'MS_SHIPPING';
 }
 
-/** An option or argument is invalid; the message names it. */
-export class InvalidOptionError extends MapScaleError {
-  override readonly code = 'MS_INVALID_OPTION';
-}
-
 /** A job kept killing the worker it ran on (`attempts` times, each time alone); it is not tried again. */
 export class WorkerCrashedError extends MapScaleError {
   override readonly code = 'MS_WORKER_CRASHED';
@@ -84,15 +83,4 @@ export class AbortError extends MapScaleError {
 /** A daemon stopped answering heartbeats: treated as dead, its jobs sent elsewhere. */
 export class HeartbeatTimeoutError extends MapScaleError {
   override readonly code = 'MS_HEARTBEAT_TIMEOUT';
-}
-
-/**
- * TLS with a daemon failed: its certificate was not trusted or did not name it, it wanted a client
- * certificate this side did not have, or one side speaks TLS and the other does not.
- */
-export class TLSError extends MapScaleError {
-  override readonly code = 'MS_TLS';
-  constructor(readonly workerAddress: string, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-  }
 }

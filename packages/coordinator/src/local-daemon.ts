@@ -3,7 +3,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { MapScaleError } from '@mapscale/protocol';
-import { localDaemonEntry } from '@mapscale/worker-server';
+import { localDaemonEntry } from '@mapscale/worker-server/runtime';
 
 /** A local daemon could not be started. */
 export class LocalDaemonError extends MapScaleError {

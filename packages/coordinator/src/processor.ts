@@ -3,7 +3,7 @@ import { Engine, type EngineStatus, type WorkerEvent, type WorkerSpec, type Work
 import { InvalidOptionError } from './errors.js';
 import { resolveMapOptions, resolveProcessorOptions, type MapOptions, type ProcessorOptions, type ResolvedProcessorOptions } from './options.js';
 import { shipWorkFunction } from './shipping.js';
-import { parseAddress } from './transport.js';
+import { parseAddress } from '@mapscale/transport';
 import type { Settled } from './result-stores.js';
 
 /** A WorkFunction instance, or a plain function (no setup/cleanup). Job and Result are inferred from it. */

@@ -1,5 +1,5 @@
 import { createCodec, type ShippedCode } from '@mapscale/protocol';
-import { isWorkFunctionBase } from '@mapscale/worker-server';
+import { isWorkFunctionBase } from '@mapscale/worker-server/runtime';
 import { ShippingError } from './errors.js';
 
 const codec = createCodec();

@@ -6,8 +6,7 @@ import {
   type DaemonMessage, type Message, type ResultsMessage, type SerializedError, type ShippedCode, type WelcomeMessage,
   type SlotLostMessage, type OutputMessage, type SetupDoneMessage, type DataEndpoint, peerFrameLimit,
 } from '@mapscale/protocol';
-import { DATA_KEEPALIVE_MS, type FramedConnection } from '@mapscale/worker-server';
-import { explainHandshakeFailure, openConnection, type DaemonAddress } from './transport.js';
+import { DATA_KEEPALIVE_MS, explainHandshakeFailure, openConnection, type DaemonAddress, type FramedConnection } from '@mapscale/transport';
 import type { ProcessorTlsOptions } from './options.js';
 import { HeartbeatTimeoutError, SetupError } from './errors.js';
 

@@ -50,3 +50,8 @@ export class RemoteProtocolError extends MapScaleError {
     super(message);
   }
 }
+
+/** An option or argument is invalid; the message names it. */
+export class InvalidOptionError extends MapScaleError {
+  override readonly code = 'MS_INVALID_OPTION';
+}

@@ -2,7 +2,7 @@ import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { createServer as createTcpServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { AuthenticationError, DEFAULT_LIMITS, ProtocolError, type DataEndpoint, type MapScaleError } from '@mapscale/protocol';
-import { FramedConnection } from './transport.js';
+import { DATA_KEEPALIVE_MS, FramedConnection } from '@mapscale/transport';
 import { HandshakeTimeoutError } from './errors.js';
 import { tlsServerOptions } from './options.js';
 import type { DataConfig } from './instance-protocol.js';
@@ -10,8 +10,6 @@ import type { DataConfig } from './instance-protocol.js';
 /** Connections at once that have not yet presented the token: only one is ever expected. */
 const MAX_PENDING = 4;
 const TOKEN_BYTES = 32;
-/** Keep-alive on an attached data connection: it idles between maps, and only the kernel can answer for it during a long job. */
-export const DATA_KEEPALIVE_MS = 10_000;
 
 export interface DataListenerEvents {
   /** The coordinator presented the token: the connection is this instance's, at the full frame limit. */

@@ -11,7 +11,7 @@ import { explainScopeError, restoreWorkFunction, type RestoredWorkFunction } fro
 import { COUNTERS, PROGRESS, type DataConfig, type FromInstance, type ToInstance } from './instance-protocol.js';
 import { DataListener } from './data-listener.js';
 import { fitResultsFrame } from './result-frame.js';
-import type { FramedConnection } from './transport.js';
+import type { FramedConnection } from '@mapscale/transport';
 
 const port = parentPort!;
 const codec = createCodec();

@@ -1,10 +1,10 @@
 import { createRequire } from 'node:module';
 import { hostname } from 'node:os';
 import { pathToFileURL } from 'node:url';
-import * as protocol from '@mapscale/protocol';
 import { createCodec, type ShippedCode } from '@mapscale/protocol';
 import { WorkFunction } from './work-function.js';
 import { ModuleScopeError, RestoreError } from './errors.js';
+import { RUNTIME_GLOBAL, RUNTIME_SURFACE } from './runtime.js';
 
 /** What an instance thread drives: the restored work function, with its lifecycle hooks. */
 export interface RunnableWorkFunction {
@@ -22,10 +22,7 @@ export interface RestoredWorkFunction {
 const codec = createCodec();
 
 /** What `import { … } from 'mapscale'` means inside a bundle (see the coordinator's bundling). */
-(globalThis as Record<symbol, unknown>)[Symbol.for('mapscale.runtime')] = {
-  WorkFunction, ModuleScopeError, RestoreError,
-  MapScaleError: protocol.MapScaleError, MAPSCALE_VERSION: protocol.MAPSCALE_VERSION, PROTOCOL_VERSION: protocol.PROTOCOL_VERSION,
-};
+(globalThis as Record<symbol, unknown>)[Symbol.for(RUNTIME_GLOBAL)] = RUNTIME_SURFACE;
 
 export async function restoreWorkFunction(code: ShippedCode, bundlePath?: string): Promise<RestoredWorkFunction> {
   switch (code.kind) {

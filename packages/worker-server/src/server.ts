@@ -2,7 +2,7 @@ import { createServer as createTcpServer, type AddressInfo, type Server, type So
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { pino, type Logger } from 'pino';
 import { DEFAULT_LIMITS, encodeFrame, encodeMessage } from '@mapscale/protocol';
-import { FramedConnection } from './transport.js';
+import { FramedConnection } from '@mapscale/transport';
 import { CoordinatorSession } from './session.js';
 import { BundleCache } from './bundle-cache.js';
 import { DaemonStats } from './daemon-stats.js';

@@ -7,7 +7,7 @@ import {
   type AuthMessage, type CancelMessage, type HelloMessage, type JobsMessage, type Message, type SetupMessage, type SerializedError,
   type ShippedCode, type BundleMessage, type DataEndpoint,
 } from '@mapscale/protocol';
-import type { FramedConnection } from './transport.js';
+import type { FramedConnection } from '@mapscale/transport';
 import { WorkerInstance, type DataEventFromInstance, type InstanceDeath } from './instance.js';
 import type { DataConfig } from './instance-protocol.js';
 import type { BundleCache } from './bundle-cache.js';

@@ -1,52 +1,41 @@
-import {
-  DEFAULT_LIMITS, MapScaleError, ProtocolError, RemoteProtocolError, clientHandshake,
-  type DaemonMessage, type Message,
-} from '@mapscale/protocol';
-import { dialDaemon } from './transport.js';
+import { DEFAULT_LIMITS, ProtocolError, clientHandshake, type DaemonMessage } from '@mapscale/protocol';
+import { ReplyWaiter, explainHandshakeFailure, openConnection, refusalError, type TlsClientOptions } from '@mapscale/transport';
 import type { DaemonStatus } from './daemon-stats.js';
 
 export interface StatusQuery {
   host: string;
   port: number;
   secret?: string;
-  tls?: { ca?: string; cert?: string; key?: string; servername?: string };
+  tls?: TlsClientOptions;
   timeoutMs?: number;
 }
 
-/** Asks a daemon for its status over an authenticated connection (the same handshake coordinators use). */
+/**
+ * Asks a daemon for its status over an authenticated connection: the same dialling, handshake and
+ * failure diagnosis coordinators use, so a TLS mismatch or a refused secret reads the same here.
+ */
 export async function queryDaemonStatus(query: StatusQuery): Promise<DaemonStatus> {
   const timeoutMs = query.timeoutMs ?? 10_000;
-  const label = `${query.host}:${query.port}`;
-  const connection = await dialDaemon(query.host, query.port, timeoutMs, DEFAULT_LIMITS.preAuthFrameBytes, query.tls);
-  const inbox: Message[] = [];
-  let waiter: (() => void) | null = null;
-  let closed: MapScaleError | null = null;
+  const address = { host: query.host, port: query.port, label: `${query.host}:${query.port}` };
+  const connection = await openConnection(address, timeoutMs, DEFAULT_LIMITS.preAuthFrameBytes, query.tls);
+  // A command waits for nothing else: the open connection is what keeps it running.
+  connection.ref();
+  const replies = new ReplyWaiter<DaemonMessage>();
   connection.on('message', (message) => {
-    inbox.push(message);
-    waiter?.();
+    const reply = message as DaemonMessage;
+    if (reply.type === 'error') return replies.close(refusalError(reply.code, reply.message, address.label));
+    if (!replies.offer(reply)) replies.close(new ProtocolError(`daemon ${address.label} sent an unexpected "${reply.type}" message`));
   });
-  connection.on('close', (error) => {
-    closed = error ?? new ProtocolError(`daemon ${label} closed the connection`);
-    waiter?.();
-  });
+  connection.on('close', (error) => replies.close(error ?? new ProtocolError(`daemon ${address.label} closed the connection`)));
   const deadline = setTimeout(() => connection.destroy(), timeoutMs).unref();
-  const receive = async (accept: (message: DaemonMessage) => boolean): Promise<DaemonMessage> => {
-    for (;;) {
-      const message = inbox.shift() as DaemonMessage | undefined;
-      if (message) {
-        if (message.type === 'error') throw new RemoteProtocolError(`daemon ${label} refused: ${message.message}`, message.code);
-        if (accept(message)) return message;
-        throw new ProtocolError(`daemon ${label} sent an unexpected "${message.type}" message`);
-      }
-      if (closed) throw closed;
-      await new Promise<void>((resolve) => (waiter = resolve));
-      waiter = null;
-    }
-  };
   try {
-    await clientHandshake({ send: (m) => connection.send(m), receive }, query.secret, label);
+    try {
+      await clientHandshake({ send: (m) => connection.send(m), receive: (accept) => replies.wait(accept) }, query.secret, address.label);
+    } catch (error) {
+      throw explainHandshakeFailure(error, address, query.tls !== undefined, false);
+    }
     connection.send({ type: 'status-request' });
-    const reply = await receive((m) => m.type === 'status');
+    const reply = await replies.wait((m) => m.type === 'status');
     return (reply as unknown as { status: DaemonStatus }).status;
   } finally {
     clearTimeout(deadline);

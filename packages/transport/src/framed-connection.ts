@@ -1,8 +1,7 @@
 import { EventEmitter } from 'node:events';
-import { connect as netConnect, isIP, type Socket } from 'node:net';
-import { connect as tlsConnect } from 'node:tls';
+import type { Socket } from 'node:net';
 import {
-  ConnectError, ConnectionClosedError, FrameDecoder, MapScaleError, ProtocolError,
+  ConnectionClosedError, FrameDecoder, MapScaleError, ProtocolError,
   decodeMessage, encodeFrameParts, type Message,
 } from '@mapscale/protocol';
 
@@ -13,6 +12,8 @@ export interface FramedConnectionEvents {
   close: [MapScaleError | undefined];
 }
 
+/** Keep-alive on an attached data connection: it idles between maps, and only the kernel can answer for it during a long job. */
+export const DATA_KEEPALIVE_MS = 10_000;
 /** Frames sent in one tick that together are smaller than this are copied into one buffer. */
 const JOIN_BELOW_BYTES = 64 * 1024;
 
@@ -139,6 +140,11 @@ export class FramedConnection extends EventEmitter<FramedConnectionEvents> {
     this.#socket.unref();
   }
 
+  /** Keeps the process alive while this connection is open (openConnection hands sockets back unref'd). */
+  ref(): void {
+    this.#socket.ref();
+  }
+
   #onData(chunk: Buffer): void {
     if (this.#closed) return;
     try {
@@ -161,29 +167,4 @@ export class FramedConnection extends EventEmitter<FramedConnectionEvents> {
     this.#socket.removeAllListeners('data');
     this.emit('close', this.#closeError);
   }
-}
-
-/** For tools that talk to a daemon as a client (`mapscale-worker status`): a socket, up within a deadline. */
-export function dialDaemon(
-  host: string, port: number, timeoutMs: number, maxFrameBytes: number,
-  tls?: { ca?: string; cert?: string; key?: string; servername?: string },
-): Promise<FramedConnection> {
-  return new Promise((resolve, reject) => {
-    const socket: Socket = tls
-      ? tlsConnect({ host, port, ca: tls.ca, cert: tls.cert, key: tls.key, servername: tls.servername ?? (isIP(host) ? undefined : host), minVersion: 'TLSv1.2' })
-      : netConnect({ host, port });
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new ConnectError(`could not connect to ${host}:${port} within ${timeoutMs} ms`));
-    }, timeoutMs).unref();
-    socket.once('error', (error) => {
-      clearTimeout(timer);
-      reject(new ConnectError(`could not connect to ${host}:${port}: ${error.message}`, { cause: error }));
-    });
-    socket.once(tls ? 'secureConnect' : 'connect', () => {
-      clearTimeout(timer);
-      socket.removeAllListeners('error');
-      resolve(new FramedConnection(socket, maxFrameBytes));
-    });
-  });
 }

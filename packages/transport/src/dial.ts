@@ -1,34 +1,29 @@
 import { connect as netConnect, isIP, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { ConnectError, ConnectionClosedError, FrameTooLargeError } from '@mapscale/protocol';
-import { FramedConnection } from '@mapscale/worker-server';
-import { InvalidOptionError, TLSError } from './errors.js';
-import type { ProcessorTlsOptions } from './options.js';
+import { FramedConnection } from './framed-connection.js';
+import { TLSError } from './errors.js';
+import type { DaemonAddress } from './address.js';
 
-export interface DaemonAddress {
-  host: string;
-  port: number;
-  /** As the user wrote it, for messages. */
-  label: string;
-}
-
-/** Parses "host:port" or "[v6]:port". */
-export function parseAddress(address: string): DaemonAddress {
-  const match = /^(?:\[([^\]]+)\]|([^:\s]+)):(\d{1,5})$/.exec(String(address).trim());
-  const port = match ? Number(match[3]) : NaN;
-  if (!match || port < 1 || port > 65535) {
-    throw new InvalidOptionError(`worker address ${JSON.stringify(address)} is not "host:port"`);
-  }
-  return { host: (match[1] ?? match[2])!, port, label: address };
+/** TLS towards a daemon: whom to trust, and this side's client certificate if it needs one. */
+export interface TlsClientOptions {
+  /** CA certificate(s) that sign the daemons' certificates. Default: Node.js's bundled public CAs. */
+  ca?: string | Buffer | (string | Buffer)[];
+  /** A client certificate, for daemons that require one (--tls-ca). Needs `key`. */
+  cert?: string | Buffer;
+  /** The client certificate's private key. */
+  key?: string | Buffer;
+  /** Name the daemon's certificate must carry (and SNI). Default: the host of its address. */
+  servername?: string;
 }
 
 /**
- * The one place the coordinator sees a socket: opens it (and, with `tls`, completes the TLS
+ * The one place a client (a coordinator, `mapscale-worker status`) opens a socket: opens it (and, with `tls`, completes the TLS
  * handshake, the daemon's certificate verified) within a deadline, and hands back a framed
  * message stream. Failures become ConnectError, or TLSError once TCP is up, naming the address.
  */
 export function openConnection(
-  address: DaemonAddress, timeoutMs: number, maxFrameBytes: number, tls?: ProcessorTlsOptions, signal?: AbortSignal,
+  address: DaemonAddress, timeoutMs: number, maxFrameBytes: number, tls?: TlsClientOptions, signal?: AbortSignal,
 ): Promise<FramedConnection> {
   return new Promise((resolve, reject) => {
     let tcpUp = false;
