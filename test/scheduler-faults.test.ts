@@ -328,7 +328,7 @@ describe('Scheduler faults', () => {
       const s = scheduler({ chunkSize: 4 }, [1]);
       const run = new MapRun(1, undefined, { window: 10 });
       expect(s.addRun(run)).to.deep.equal(NOTHING);
-      for (let i = 0; i < 4; i++) run.pushJob(i);
+      for (let i = 0; i < 4; i++) s.onJobRead(run, i);
       const [batch] = s.nextDispatches();
       expect(answer(s, batch!)).to.deep.equal(NOTHING);
       expect(run.status).to.equal('running');
@@ -360,6 +360,7 @@ describe('Scheduler faults', () => {
       expect(store.backlog).to.equal(4);
       expect(s.nextDispatches(), 'the consumer has not taken anything').to.deep.equal([]);
       expect(store.takeReady().length).to.equal(4);
+      s.onConsumed(run);
       expect(s.nextDispatches().map((b) => [b.start, b.end])).to.deep.equal([[4, 6], [6, 8]]);
     });
   });
@@ -596,7 +597,7 @@ function simulateFaults(seed: number): void {
     // Lazy inputs are read while their window has room, and end at some point after the last job.
     for (const record of records) {
       if (!record.lazy || record.ended || finished(record)) continue;
-      while (record.run.wantsJobs && record.fed < record.input.length && rand() < 0.7) record.run.pushJob(record.input[record.fed++]);
+      while (record.run.wantsJobs && record.fed < record.input.length && rand() < 0.7) s.onJobRead(record.run, record.input[record.fed++]);
       expect(record.run.fetched, `run ${record.run.id} read past its window: ${context()}`)
         .to.be.at.most(record.run.lowestUnanswered + record.run.options.window);
       if (record.fed === record.input.length && rand() < 0.3) {
@@ -884,7 +885,7 @@ function lazyWindow(window: number, total: number, seed: number): void {
     if (step > 200_000) throw new Error('stuck');
     const full = run.fetched >= run.lowestUnanswered + window;
     expect(run.wantsJobs, `step ${step}`).to.equal(!ended && !full);
-    while (run.wantsJobs && fed < total && rand() < 0.8) run.pushJob(fed++);
+    while (run.wantsJobs && fed < total && rand() < 0.8) s.onJobRead(run, fed++);
     expect(run.fetched).to.be.at.most(run.lowestUnanswered + window);
     if (fed === total && !ended) {
       ended = true;

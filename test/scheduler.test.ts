@@ -883,3 +883,33 @@ function simulate(seed: number): void {
   }
   expect(s.activeRuns, context()).to.have.length(0);
 }
+
+describe('Scheduler with many runs at once (issue 12, item 10)', () => {
+  /** A run that counts how often the scheduler asks it for jobs to hand out. */
+  class CountingRun extends MapRun {
+    static reads = 0;
+    override get unassigned(): number {
+      CountingRun.reads++;
+      return super.unassigned;
+    }
+  }
+
+  it('finds the next run to serve without looking at every run: the work per map stays flat however many maps run', () => {
+    const readsPerMap = (maps: number): number => {
+      const s = scheduler({ chunkSize: 1, batchesPerSlot: 1_000_000 }, [1]);
+      const runs = Array.from({ length: maps }, (_, i) => new CountingRun(i + 1, [i]));
+      CountingRun.reads = 0;
+      // As N concurrent map() calls do: each arrives, is dispatched, and waits for its answer.
+      for (const run of runs) {
+        s.addRun(run);
+        expect(s.nextDispatches()).to.have.length(1);
+      }
+      for (const batch of s.nextDispatches()) answer(s, batch);
+      return CountingRun.reads / maps;
+    };
+    const few = readsPerMap(200);
+    const many = readsPerMap(5_000);
+    // A scan of every run reads ~N per map (2,500 here); an index reads a few, whatever N.
+    expect(many, `reads per map: ${few} with 200 maps, ${many} with 5,000`).to.be.at.most(few * 1.5 + 2);
+  });
+});

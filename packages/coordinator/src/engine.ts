@@ -12,7 +12,7 @@ import { LocalDaemon } from './local-daemon.js';
 import { bundleModule } from './bundling.js';
 import { MapRun, Scheduler, type Batch, type JobFailure, type ResultOutcome, type SlotLoss } from './scheduler.js';
 import { ArrayResults, OrderedResults, UnorderedResults, type ResultStore } from './result-stores.js';
-import { parseAddress, type DaemonAddress } from './transport.js';
+import { parseAddress, type DaemonAddress } from '@mapscale/transport';
 import { WorkerSession } from './worker-session.js';
 import type { ResolvedProcessorOptions } from './options.js';
 
@@ -583,6 +583,7 @@ export class Engine {
           ready = store.takeReady();
           if (ready.length > 0) {
             // Room freed in the window: dispatch and read more.
+            this.#scheduler.onConsumed(handle.run);
             this.#pump();
             this.#resumeFeed(handle);
             continue;
@@ -663,7 +664,7 @@ export class Engine {
           this.#settle(this.#scheduler.inputEnded(run));
           return;
         }
-        run.pushJob(item.value);
+        this.#scheduler.onJobRead(run, item.value);
         if (step instanceof Promise) this.#pump();
       }
     } catch (error) {
@@ -750,7 +751,7 @@ export class Engine {
     const error = serializeError(new JobTooLargeError(size, limit));
     delete error.stack;
     const address = this.#slots.get(batch.slotId)?.endpoint.label ?? 'unknown';
-    this.#settle(this.#scheduler.onResults(batch.id, 0, [null], [[0, error]], -1, true), () => address);
+    this.#settle(this.#scheduler.onUnsendable(batch.id, error), () => address);
     const handle = this.#handles.get(batch.run);
     handle?.progress?.report(batch.run);
     handle?.wake?.();

@@ -1,5 +1,6 @@
 import type { SerializedError } from '@mapscale/protocol';
 import { MapRun, type RunStatus } from './map-run.js';
+import { RunQueue } from './run-queue.js';
 
 export { MapRun, type RunStatus } from './map-run.js';
 
@@ -128,7 +129,10 @@ export class Scheduler {
   readonly #tuning: SchedulerTuning;
   readonly #slots = new Map<number, SlotState>();
   readonly #batches = new Map<number, Batch>();
-  #runs: MapRun[] = [];
+  /** Runs not yet ended, and per run its batches in flight: a run's end touches only its own. */
+  readonly #runs = new Map<MapRun, Set<Batch>>();
+  /** Runs that may have jobs to hand out, oldest first. */
+  readonly #queue = new RunQueue();
   #nextBatchId = 1;
   /**
    * What the last runs measured: a new map of the same work function starts from it instead of
@@ -145,7 +149,7 @@ export class Scheduler {
   }
 
   get activeRuns(): readonly MapRun[] {
-    return this.#runs;
+    return [...this.#runs.keys()];
   }
 
   batch(id: number): Batch | undefined {
@@ -180,8 +184,10 @@ export class Scheduler {
     slot.inFlight.forEach((batch, position) => {
       this.#batches.delete(batch.id);
       const run = batch.run;
+      this.#runs.get(run)?.delete(batch);
       const from = batch.start + batch.received;
       if (run.status !== 'running' || from >= batch.end) return;
+      this.#queue.add(run);
       const running = position === 0;
       if (running && (loss.kind === 'crashed' || loss.kind === 'timeout') && loss.batchId === batch.id) {
         const culprit = Math.max(from, Math.min(batch.end - 1, batch.start + loss.jobOffset));
@@ -223,8 +229,23 @@ export class Scheduler {
       run.status = 'succeeded';
       return { completed: [run], failed: [], cancelled: [] };
     }
-    this.#runs.push(run);
+    this.#runs.set(run, new Set());
+    this.#queue.add(run);
     return emptyOutcome();
+  }
+
+  /** The engine read `job` from a streamed run's input: it may be handed out. */
+  onJobRead(run: MapRun, job: unknown): void {
+    run.pushJob(job);
+    if (run.status === 'running') this.#queue.add(run);
+  }
+
+  /**
+   * The caller took results of a streamed run: with its backlog below the window again, the run
+   * may hand out more jobs.
+   */
+  onConsumed(run: MapRun): void {
+    if (run.status === 'running') this.#queue.add(run);
   }
 
   /** The run's input ended; it may be complete already. */
@@ -255,11 +276,8 @@ export class Scheduler {
     run.retry.length = 0;
     run.suspects.length = 0;
     run.next = Math.max(run.next, run.fetched);
-    this.#runs = this.#runs.filter((r) => r !== run);
-    const dropped: Batch[] = [];
-    for (const batch of this.#batches.values()) {
-      if (batch.run === run) dropped.push(batch);
-    }
+    const dropped = [...(this.#runs.get(run) ?? [])];
+    this.#runs.delete(run);
     for (const batch of dropped) this.#retire(batch);
     return dropped;
   }
@@ -268,14 +286,14 @@ export class Scheduler {
   nextDispatches(): Batch[] {
     const out: Batch[] = [];
     // A call with nothing to hand out (after a map's last results, say) builds no slot list.
-    if (!this.#runs.some((r) => r.status === 'running' && r.unassigned > 0)) return out;
+    if (!this.#queue.next()) return out;
     const slots = [...this.#slots.values()].sort((a, b) => a.inFlight.length - b.inFlight.length);
     let progressed = true;
     while (progressed) {
       progressed = false;
       for (const slot of slots) {
         if (!this.#hasCredit(slot)) continue;
-        const run = this.#runs.find((r) => r.status === 'running' && r.unassigned > 0);
+        const run = this.#queue.next();
         if (!run) return out;
         out.push(this.#dispatch(slot, run));
         progressed = true;
@@ -302,12 +320,14 @@ export class Scheduler {
     if (busyMs > 0) batch.busyMs += busyMs;
     if (final || batch.received >= size) {
       this.#retire(batch);
-      // A negative busyMs marks a part the coordinator made up (a job never sent): nothing was timed.
-      if (busyMs >= 0) this.#observeBatchTime(batch);
+      this.#observeBatchTime(batch);
       // A final part that stops short hands the rest back rather than leaving it unanswered.
-      if (batch.received < size && run.status === 'running') run.retry.push([batch.start + batch.received, batch.end]);
+      if (batch.received < size && run.status === 'running') {
+        run.retry.push([batch.start + batch.received, batch.end]);
+        this.#queue.add(run);
+      }
     }
-    if (count > 0 && busyMs >= 0) {
+    if (count > 0) {
       const sample = busyMs / count;
       run.perJobMs = run.perJobMs === undefined ? sample : run.perJobMs + EWMA_WEIGHT * (sample - run.perJobMs);
       this.#prior.perJobMs = run.perJobMs;
@@ -342,7 +362,29 @@ export class Scheduler {
     if (run.isComplete) {
       this.endRun(run, 'succeeded');
       outcome.completed.push(run);
+    } else {
+      // The window moved: more of a streamed input may be handed out.
+      this.#queue.add(run);
     }
+    return outcome;
+  }
+
+  /**
+   * A one-job batch could not be sent at all (its frame is over the worker's limit, see splitBack):
+   * the job fails with `error` as if it had thrown, and nothing was timed.
+   */
+  onUnsendable(batchId: number, error: SerializedError): ResultOutcome {
+    const batch = this.#batches.get(batchId);
+    const outcome = emptyOutcome();
+    if (!batch) return outcome;
+    this.#retire(batch);
+    const run = batch.run;
+    if (run.status !== 'running') return outcome;
+    if (batch.end - batch.start > 1) {
+      run.retry.push([batch.start + 1, batch.end]);
+      this.#queue.add(run);
+    }
+    this.#fail(run, batch.start, batch.slotId, 'error', error, outcome);
     return outcome;
   }
 
@@ -360,11 +402,14 @@ export class Scheduler {
     if (run.isComplete) {
       this.endRun(run, 'succeeded');
       outcome.completed.push(run);
+    } else {
+      this.#queue.add(run);
     }
   }
 
   #retire(batch: Batch): void {
     this.#batches.delete(batch.id);
+    this.#runs.get(batch.run)?.delete(batch);
     const slot = this.#slots.get(batch.slotId);
     if (!slot) return;
     const at = slot.inFlight.indexOf(batch);
@@ -387,6 +432,7 @@ export class Scheduler {
     if (run.status === 'running') {
       const middle = batch.start + Math.floor((batch.end - batch.start) / 2);
       run.retry.push([middle, batch.end], [batch.start, middle]);
+      this.#queue.add(run);
     }
     return true;
   }
@@ -443,6 +489,7 @@ export class Scheduler {
     const estimatedBytes = (run.perJobBytes ?? 0) * (end - start);
     const batch: Batch = { id: this.#nextBatchId++, slotId: slot.id, run, start, end, received: 0, busyMs: 0, estimatedBytes, suspect };
     this.#batches.set(batch.id, batch);
+    this.#runs.get(run)?.add(batch);
     slot.inFlight.push(batch);
     slot.inFlightBytes += estimatedBytes;
     run.batchesSent++;
