@@ -14,6 +14,8 @@ export interface BenchResults {
   /** Latency p50 over a fresh contender's first round trips (the timed figure comes after its warm-up). */
   latencyCold: Partial<Record<ContenderId, Series>>;
   capacity: { jobsPerSecond: Series; cpuPerMillion: Series } | null;
+  /** Wall seconds of `maps[k]` one-job maps at once on one Processor, per run in `seconds[k]`. */
+  concurrent: { maps: readonly number[]; seconds: Series[] } | null;
   /** Loopback TCP against a Unix domain socket, between this process and a child. */
   transport: Record<'tcp' | 'unix', { roundTripMs: Series; mibPerSecond: Series }> | null;
   /** Latency p50 with every process of the contender on one CPU (bench/pinned.ts). */
@@ -53,7 +55,9 @@ function ratio(a: Series | undefined, b: Series | undefined): number | undefined
   return median(ratios);
 }
 
-function formatValue(workload: WorkloadId | 'cpu' | 'capacity', v: number): string {
+type FigureKind = WorkloadId | 'cpu' | 'capacity' | 'seconds' | 'micros';
+
+function formatValue(workload: FigureKind, v: number): string {
   switch (workload) {
     case 'w1':
     case 'capacity':
@@ -66,11 +70,14 @@ function formatValue(workload: WorkloadId | 'cpu' | 'capacity', v: number): stri
       return v.toFixed(3);
     case 'latency':
     case 'cpu':
+    case 'seconds':
       return v >= 10 ? v.toFixed(1) : v.toPrecision(3);
+    case 'micros':
+      return v >= 100 ? v.toFixed(0) : v.toPrecision(3);
   }
 }
 
-function cell(workload: WorkloadId | 'cpu' | 'capacity', series: Series | undefined): string {
+function cell(workload: FigureKind, series: Series | undefined): string {
   const values = present(series);
   if (!series) return '—';
   if (values.length === 0) return 'failed';
@@ -148,6 +155,19 @@ export function renderTables(specs: Record<WorkloadId, WorkloadSpec>, results: B
       lines.push(`| W1, ${who} CPU per million jobs (s) | ${cell('cpu', results.w1Cpu[id])} |`);
     }
   }
+  if (results.concurrent) {
+    const { maps, seconds } = results.concurrent;
+    const perMap = seconds.map((series, k) => series.map((v) => (v === undefined ? undefined : (v * 1e6) / maps[k]!)));
+    lines.push('', '### Many maps at once', '');
+    lines.push('N one-job `map([i])` calls started together on one Processor with 2 local workers (the identity function), then awaited together. The cost per map should not grow with N: flat means the scheduler\'s state is indexed, not scanned.', '');
+    lines.push('| maps at once | wall time (s) | per map (µs) |', '|---|---|---|');
+    for (const [k, n] of maps.entries()) lines.push(`| ${n.toLocaleString('en-US')} | ${cell('seconds', seconds[k])} | ${cell('micros', perMap[k])} |`);
+    if (maps.length > 1) {
+      const last = maps.length - 1;
+      const quadratic = maps[last]! / maps[0]!;
+      lines.push(`| per-map cost at ${maps[last]!.toLocaleString('en-US')} / at ${maps[0]!.toLocaleString('en-US')}, same run (flat: 1×; N² would be ${formatRatio(quadratic)}) | | ${formatRatio(ratio(perMap[last], perMap[0]))} |`);
+    }
+  }
   if (results.transport) {
     const { tcp, unix } = results.transport;
     lines.push('', '### Local transport: loopback TCP or a Unix socket', '');
@@ -192,6 +212,7 @@ export function renderResultsFile(tables: string, meta: ReportMeta): string {
     '- **Piscina 1 task/job**: `minThreads = maxThreads = 2`, `Promise.all(jobs.map(run))`. **Piscina batched**: the same pool, jobs sliced by hand into tasks of 1,000 (W1) or half a map (W4); not run where batching by hand does not apply (—).',
     '- **Python mp.Pool**: `multiprocessing.Pool(2)` in a python3 child that times itself by the same method (bench/mp_pool.py): `pool.map(fn, jobs)` with its default chunksize, `pool.apply` per round trip for latency, W1–W3 and latency warm, W4 from creating the pool; every result checked. W2\'s job is a Python loop calibrated there to the same ~10 ms.',
     '- **Raw bound**: 2 child processes, each serving one loopback TCP connection; the parent streams length-prefixed msgpackr frames (1,000 jobs per frame for W1, 1 for W2 and latency, 4 MiB for W3, half a map for W4), 2 frames in flight per child, the next frame to whichever child answers. No envelope, handshake or scheduler.',
+    `- **Many maps at once**: one \`new Processor(identity, 2)\`, warmed with one map and then ${s.concurrentWarmupMaps.toLocaleString('en-US')} untimed ones in rounds of the smallest N (per-map cost keeps falling over the first ~10,000, as the JIT tiers up the path: 2–3× in a first round), then for each N (${s.concurrentMaps.map((n) => n.toLocaleString('en-US')).join(', ')}) N calls \`map([i])\` started in one tick and awaited with \`Promise.all\`; the wall time from the first call to the last result, every result checked. Run after run on the same Processor; the ratio of per-map cost at the largest N to the smallest is taken within a run (issue 12: 10,000 took 0.52 s and 40,000 16.4 s when the scheduler scanned its runs).`,
     '- **Local transport**: this process and one child, over loopback TCP and over a Unix domain socket: the p50 of 20,000 round trips of 64 bytes (after 5,000 untimed), and 400 MiB sent in 1 MiB writes. It decides whether local workers should use a Unix socket (issue 3: "if measurement says it pays").',
     '- **Raw bound, jobs on a worker thread**: the same, except that each child computes on one worker thread (frames transferred to it and back, not copied), as a MapScale daemon runs jobs on instance threads. The gap between the two raw figures is what that thread hop costs by itself; MapScale against this one is what its own logic costs.',
     '- **Raw bound, socket and jobs on a worker thread**: one worker thread per child both serves the connection and computes (the main thread only watches): the shape of a MapScale instance thread with its own data connection (docs/ARCHITECTURE.md, "Connections"), without MapScale\'s envelope, scheduler and checks.',

@@ -1,14 +1,15 @@
 /**
  * The issue 3 benchmark: W1–W4 and latency for MapScale (local workers, and one daemon on
  * loopback) and, in the same run, Piscina (task per job, and batched by hand) and a raw
- * TCP + msgpackr reference; then coordinator capacity, the local transport, and latency with
- * every process on one CPU. Prints one table of medians with ratios
- * and writes it to bench/RESULTS.md.
+ * TCP + msgpackr reference; then coordinator capacity, many concurrent one-job maps on one
+ * Processor (per-map cost against N: flat means the scheduler's state is indexed, not scanned),
+ * the local transport, and latency with every process on one CPU. Prints one table of medians
+ * with ratios and writes it to bench/RESULTS.md.
  *
  *   pnpm bench                  3 runs, the issue's sizes
  *   pnpm bench -- --runs 5
  *   pnpm bench -- --quick       1 run, small sizes: a smoke test (writes bench/.tmp/RESULTS.quick.md)
- *   pnpm bench -- --only w1,latency,capacity,transport,pinned
+ *   pnpm bench -- --only w1,latency,capacity,concurrent,transport,pinned
  *
  * Every process it starts is stopped at the end, on failure and on SIGINT/SIGTERM; each
  * measurement has a deadline and the whole run a watchdog.
@@ -25,9 +26,10 @@ import { startDaemon, type Daemon } from './daemons.js';
 import { openMapScale, openProcessor } from './contenders/mapscale.js';
 import { openPiscina } from './contenders/piscina.js';
 import { openRaw } from './contenders/raw.js';
+import { measureConcurrentMaps } from './concurrent.js';
 import { measureTransport } from './transport.js';
 import { calibrateSpin, makeData, measureCold, measureWarm, median, WORKERS, type Measurement, type WorkloadData } from './measure.js';
-import { renderResultsFile, renderTables, type BenchResults, type ReportMeta } from './report.js';
+import { renderResultsFile, renderTables, type BenchResults, type ReportMeta, type Series } from './report.js';
 import { identity } from './work.js';
 import {
   CONTENDER_IDS, FULL_SIZES, PINNED_IDS, QUICK_SIZES, WORKLOAD_IDS, workloadSpecs,
@@ -42,7 +44,7 @@ const runFile = promisify(execFile);
 const CLOSE_DEADLINE_MS = 20_000;
 const DAEMON_START_MS = 20_000;
 
-type Section = WorkloadId | 'capacity' | 'transport' | 'pinned';
+type Section = WorkloadId | 'capacity' | 'concurrent' | 'transport' | 'pinned';
 
 interface Args {
   runs: number;
@@ -67,12 +69,12 @@ function parseCli(): Args {
     strict: true,
   });
   if (values.help) {
-    process.stdout.write('usage: node bench-dist/run.js [--runs N] [--quick] [--only w1,w2,w3,w4,latency,capacity,transport,pinned] [--out FILE]\n');
+    process.stdout.write('usage: node bench-dist/run.js [--runs N] [--quick] [--only w1,w2,w3,w4,latency,capacity,concurrent,transport,pinned] [--out FILE]\n');
     process.exit(0);
   }
   const runs = values.runs === undefined ? (values.quick ? 1 : 3) : Number(values.runs);
   if (!Number.isInteger(runs) || runs < 1 || runs > 50) throw new Error(`--runs must be an integer from 1 to 50, got ${values.runs}`);
-  const known = [...WORKLOAD_IDS, 'capacity', 'transport', 'pinned'];
+  const known = [...WORKLOAD_IDS, 'capacity', 'concurrent', 'transport', 'pinned'];
   const only = new Set((values.only ?? known.join(',')).split(',').map((s) => s.trim()).filter(Boolean));
   for (const name of only) if (!known.includes(name)) throw new Error(`--only: unknown workload "${name}" (known: ${known.join(', ')})`);
   const out = values.out ?? `${BENCH_SOURCE_DIR}${values.quick ? '.tmp/RESULTS.quick.md' : 'RESULTS.md'}`;
@@ -220,6 +222,41 @@ async function measureCapacity(args: Args, sizes: Sizes, results: BenchResults, 
   }
 }
 
+/**
+ * N one-job maps at once on one Processor with 2 local workers, for each N of the sizes: the wall
+ * time of all N, run after run on the same warm Processor (untimed rounds first). A deadline
+ * stops the section: the maps it left pending would skew every later figure.
+ */
+async function measureConcurrent(args: Args, sizes: Sizes, results: BenchResults): Promise<void> {
+  const series = { maps: sizes.concurrentMaps, seconds: sizes.concurrentMaps.map((): Series => []) };
+  results.concurrent = series;
+  const mapper = openProcessor(identity, WORKERS);
+  let ok = false;
+  try {
+    const warm = await withDeadline(mapper.map([0]), sizes.measureDeadlineMs, 'concurrent warm-up');
+    if (warm.length !== 1 || warm[0] !== 0) throw new Error('concurrent: wrong warm-up result');
+    // Untimed rounds first: a JIT-cold first round costs 2–3× per map what later ones do, which
+    // would make the smallest N look dearest and hide a growing cost.
+    const smallest = sizes.concurrentMaps[0]!;
+    for (let done = 0; done < sizes.concurrentWarmupMaps; done += smallest) {
+      await withDeadline(measureConcurrentMaps(mapper, smallest), sizes.measureDeadlineMs, 'concurrent warm-up round');
+    }
+    for (let run = 0; run < args.runs; run++) {
+      for (const [k, n] of sizes.concurrentMaps.entries()) {
+        const seconds = await withDeadline(measureConcurrentMaps(mapper, n), sizes.measureDeadlineMs, `concurrent ${n} maps`);
+        series.seconds[k]![run] = seconds;
+        log({ event: 'measured', run: run + 1, workload: 'concurrent', maps: n, seconds, usPerMap: (seconds * 1e6) / n });
+      }
+    }
+    ok = true;
+  } catch (error) {
+    results.failures.push(`concurrent: ${(error as Error).message}`);
+    log({ event: 'measure-failed', workload: 'concurrent', error: (error as Error).message });
+  } finally {
+    await closeMapper(mapper, !ok, 'concurrent', results.failures);
+  }
+}
+
 async function main(args: Args, daemons: Daemon[]): Promise<void> {
   // Other work on this machine shows up here first: a load near the core count before the run means skewed figures.
   const loadBefore = loadavg()[0]!;
@@ -232,6 +269,7 @@ async function main(args: Args, daemons: Daemon[]): Promise<void> {
     w1Cpu: {},
     latencyCold: {},
     capacity: null,
+    concurrent: null,
     transport: null,
     pinned: null,
     failures: [],
@@ -282,6 +320,8 @@ async function main(args: Args, daemons: Daemon[]): Promise<void> {
     else await measureCapacity(args, sizes, results, daemons, secret);
     await Promise.all(daemons.splice(0).map((d) => d.stop()));
   }
+
+  if (args.only.has('concurrent')) await measureConcurrent(args, sizes, results);
 
   if (args.only.has('transport')) {
     const transport = { tcp: { roundTripMs: [], mibPerSecond: [] }, unix: { roundTripMs: [], mibPerSecond: [] } } as NonNullable<BenchResults['transport']>;

@@ -40,6 +40,14 @@ export interface Sizes {
   readonly capacityJobs: number;
   readonly capacityDaemons: number;
   readonly capacityInstances: number;
+  /** How many one-job maps run at once, one figure per entry: per-map cost should not grow with N. */
+  readonly concurrentMaps: readonly number[];
+  /**
+   * Untimed one-job maps before the first timed round, in rounds of the smallest N: per-map cost
+   * keeps falling over the first ~10,000 (1,000 at a time: ~200 µs, then ~100, ~60, ~30), as the JIT
+   * tiers up the path.
+   */
+  readonly concurrentWarmupMaps: number;
   /** Upper bound of one measurement, startup and teardown included. */
   readonly measureDeadlineMs: number;
 }
@@ -62,6 +70,8 @@ export const FULL_SIZES: Sizes = Object.freeze({
   capacityJobs: 1_000_000,
   capacityDaemons: 4,
   capacityInstances: 4,
+  concurrentMaps: Object.freeze([10_000, 20_000, 40_000]),
+  concurrentWarmupMaps: 20_000,
   measureDeadlineMs: 120_000,
 });
 
@@ -76,6 +86,7 @@ export const QUICK_SIZES: Sizes = Object.freeze({
   latencyWarmup: 300,
   latencyColdSamples: 100,
   capacityJobs: 200_000,
+  concurrentMaps: Object.freeze([1_000, 2_000, 4_000]),
   measureDeadlineMs: 60_000,
 });
 
