@@ -1,36 +1,66 @@
 import type { Logger } from 'pino';
-import { startWorkerServer } from './server.js';
+import { startWorkerServer, type WorkerServer } from './server.js';
 import type { WorkerServerOptions } from './options.js';
 import type { SpareThreads } from './spare-threads.js';
 
 /**
+ * How often a daemon a coordinator started checks that its parent still runs. The stdin pipe
+ * closing is the prompt signal; this is the backup for when it does not close (another process
+ * inherited its write end): a parent gone, the daemon is reparented and its ppid changes.
+ */
+const PARENT_CHECK_MS = 1000;
+
+/**
  * A daemon as a process: starts the server, stops it cleanly on SIGINT/SIGTERM (cleanup() of every
- * live instance, exit 0) and, for daemons a coordinator starts, when stdin closes (its parent died).
- * Shared by the CLI and the lean entry coordinators use for local workers.
+ * live instance, exit 0) and, for daemons a coordinator starts, when its parent is gone (stdin
+ * closes, or the ppid changes). Shared by the CLI and the lean entry coordinators use for local workers.
+ *
+ * A stop is bounded: the process exits `stopGraceMs + stopDeadlineMs` after it began whatever is
+ * still running (a cleanup() that never returns, one that loops), and a second SIGINT/SIGTERM exits
+ * at once; both with code 1, logging the sessions given up on.
  */
 export async function runDaemonProcess(options: WorkerServerOptions & { logger: Logger }, exitWithParent: boolean, spares?: SpareThreads): Promise<void> {
   const logger = options.logger;
+  let server: WorkerServer;
   try {
-    const server = await startWorkerServer(options, spares);
-    let stopping = false;
-    const stop = (signal: string) => {
-      if (stopping) return;
-      stopping = true;
-      logger.info({ event: 'signal', signal });
-      server.close().then(() => process.exit(0), (error) => {
-        logger.fatal({ event: 'stop-failed', err: error });
-        process.exit(1);
-      });
-    };
-    process.on('SIGINT', () => stop('SIGINT'));
-    process.on('SIGTERM', () => stop('SIGTERM'));
-    if (exitWithParent) {
-      process.stdin.on('end', () => stop('parent-exited'));
-      process.stdin.on('error', () => stop('parent-exited'));
-      process.stdin.resume();
-    }
+    server = await startWorkerServer(options, spares);
   } catch (error) {
     logger.fatal({ event: 'start-failed', err: error });
     process.exit(1);
+  }
+  let stopping: string | null = null;
+  const stop = (reason: string, bySignal: boolean) => {
+    if (stopping !== null) {
+      // A second signal: whoever sends it will not wait for the cleanup under way.
+      if (!bySignal) return;
+      logger.warn({ event: 'stop-forced', signal: reason, stopping, sessions: server.openSessions() });
+      process.exit(1);
+    }
+    stopping = reason;
+    logger.info({ event: 'signal', signal: reason });
+    const deadlineMs = server.options.stopGraceMs + server.options.stopDeadlineMs;
+    // Ref'd on purpose: the process must reach it, whatever else keeps (or stops keeping) its loop alive.
+    setTimeout(() => {
+      logger.error({
+        event: 'stop-overdue', waitedMs: deadlineMs, sessions: server.openSessions(),
+        reason: 'cleanup() of these sessions did not finish in time; exiting without it',
+      });
+      process.exit(1);
+    }, deadlineMs);
+    server.close().then(() => process.exit(0), (error) => {
+      logger.fatal({ event: 'stop-failed', err: error });
+      process.exit(1);
+    });
+  };
+  process.on('SIGINT', () => stop('SIGINT', true));
+  process.on('SIGTERM', () => stop('SIGTERM', true));
+  if (exitWithParent) {
+    process.stdin.on('end', () => stop('parent-exited', false));
+    process.stdin.on('error', () => stop('parent-exited', false));
+    process.stdin.resume();
+    const parent = process.ppid;
+    setInterval(() => {
+      if (process.ppid !== parent) stop('parent-exited', false);
+    }, PARENT_CHECK_MS).unref();
   }
 }

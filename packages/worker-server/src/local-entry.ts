@@ -9,6 +9,10 @@
  */
 import { SpareThreads } from './spare-threads.js';
 
+/** How long a stopping local daemon gives running jobs, then cleanup(), before it exits anyway. */
+const LOCAL_STOP_GRACE_MS = 1000;
+const LOCAL_STOP_DEADLINE_MS = 4000;
+
 const workers = Number(process.argv[2]);
 const spares = new SpareThreads(Number.isInteger(workers) && workers > 0 ? workers : 0);
 const [{ pino }, { runDaemonProcess }] = await Promise.all([import('pino'), import('./daemon-process.js')]);
@@ -18,5 +22,9 @@ await runDaemonProcess({
   port: 0,
   workers,
   secret: process.env.MAPSCALE_SECRET || undefined,
+  // A local daemon stops when its app is gone, or after the app's shutdown: nobody waits for its jobs
+  // then, and its app's user expects it gone within seconds (not the CLI's 20 s), cleanup() or not.
+  stopGraceMs: LOCAL_STOP_GRACE_MS,
+  stopDeadlineMs: LOCAL_STOP_DEADLINE_MS,
   logger,
 }, true, spares);

@@ -23,6 +23,12 @@ export interface WorkerServerOptions {
   resultFlushMs?: number;
   /** On SIGTERM/close: how long running jobs may take to finish before cleanup() is forced. */
   stopGraceMs?: number;
+  /**
+   * A daemon process that is stopping (SIGTERM, SIGINT, or for a local daemon its app gone) exits at
+   * most this long after `stopGraceMs`, whatever cleanup() is still running: a cleanup() that never
+   * returns must not keep it alive. What it gave up on is logged (`stop-overdue`).
+   */
+  stopDeadlineMs?: number;
   /** Where work-function bundles are cached; bare imports they leave external resolve from here upwards. */
   cacheDir?: string;
   /** Bound of the bundle cache; least recently used bundles are evicted past it. */
@@ -94,6 +100,7 @@ export const DEFAULT_WORKER_SERVER_OPTIONS: Readonly<Omit<ResolvedWorkerServerOp
   maxFrameBytes: DEFAULT_LIMITS.maxFrameBytes,
   resultFlushMs: 5,
   stopGraceMs: 10_000,
+  stopDeadlineMs: 10_000,
   cacheDir: resolve('.mapscale-cache'),
   cacheMaxBytes: 256 * 1024 * 1024,
   insecure: false,
@@ -120,6 +127,8 @@ export function resolveWorkerServerOptions(options: WorkerServerOptions, logger:
   positiveInteger('workers', merged.workers);
   positiveInteger('handshakeTimeoutMs', merged.handshakeTimeoutMs);
   positiveInteger('maxFrameBytes', merged.maxFrameBytes, 1024);
+  positiveInteger('stopGraceMs', merged.stopGraceMs, 0);
+  positiveInteger('stopDeadlineMs', merged.stopDeadlineMs, 0);
   if (!(merged.resultFlushMs >= 0)) throw new WorkerServerConfigError(`option "resultFlushMs" must be ≥ 0, got ${merged.resultFlushMs}`);
   if (merged.secret !== undefined && merged.secret.length === 0) {
     throw new WorkerServerConfigError('option "secret" is empty: give a non-empty secret, or none');

@@ -19,6 +19,8 @@ export interface WorkerServer {
   readonly options: Readonly<Omit<ResolvedWorkerServerOptions, 'logger' | 'secret' | 'tls'>>;
   /** Sessions currently connected. */
   readonly sessionCount: number;
+  /** The sessions not ended yet (their cleanup() may still run): what a stop that gives up names. */
+  openSessions(): { session: number; peer: string; state: string }[];
   /** Stops accepting, runs cleanup() of every live instance, closes every connection. */
   close(): Promise<void>;
 }
@@ -43,7 +45,8 @@ export async function startWorkerServer(options: WorkerServerOptions = {}, start
     throw error;
   }
   const log = rootLogger.child({ component: 'worker-server' });
-  const sessions = new Set<CoordinatorSession>();
+  /** Every session until it ends, with its peer's address. */
+  const sessions = new Map<CoordinatorSession, string>();
   const bundles = new BundleCache(resolved.cacheDir, resolved.cacheMaxBytes, rootLogger);
   const spares = startedSpares ?? new SpareThreads(resolved.workers);
   const stats = new DaemonStats(() => spares.count);
@@ -61,14 +64,14 @@ export async function startWorkerServer(options: WorkerServerOptions = {}, start
   const overCap = (): keyof typeof refusals | null => {
     if (sockets.size >= resolved.maxConnections) return 'total';
     let authenticated = 0;
-    for (const session of sessions) if (!PRE_AUTH_STATES.has(session.state) && session.state !== 'closed') authenticated++;
+    for (const session of sessions.keys()) if (!PRE_AUTH_STATES.has(session.state) && session.state !== 'closed') authenticated++;
     return sockets.size - authenticated >= resolved.maxUnauthenticated ? 'unauthenticated' : null;
   };
 
   const startSession = (socket: Socket) => {
     const connection = new FramedConnection(socket, DEFAULT_LIMITS.preAuthFrameBytes);
     const session = new CoordinatorSession(nextSessionId++, connection, resolved, rootLogger.child({ component: 'session' }), bundles, stats, spares);
-    sessions.add(session);
+    sessions.set(session, connection.remoteAddress);
     stats.sessionsTotal++;
     stats.sessionsOpen++;
     void session.ended.then(() => {
@@ -142,11 +145,14 @@ export async function startWorkerServer(options: WorkerServerOptions = {}, start
     get sessionCount() {
       return sessions.size;
     },
+    openSessions() {
+      return [...sessions].map(([session, peer]) => ({ session: session.id, peer, state: session.state }));
+    },
     close() {
       closing ??= (async () => {
         log.info({ event: 'stopping', sessions: sessions.size });
         const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
-        await Promise.all([...sessions].map((session) => session.stop(resolved.stopGraceMs)));
+        await Promise.all([...sessions.keys()].map((session) => session.stop(resolved.stopGraceMs)));
         await spares.close();
         // What is left never got a session (a TLS handshake under way): nothing to clean up.
         for (const socket of sockets) socket.destroy();
