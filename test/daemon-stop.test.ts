@@ -1,7 +1,10 @@
+import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
+import { localDaemonEntry } from '@mapscale/worker-server';
 import { startDaemon, waitFor, type TestDaemon } from './helpers/daemon.js';
 import { tempDir } from './helpers/files.js';
 import { alive, killIfAlive, spawnNode } from './helpers/processes.js';
@@ -52,6 +55,37 @@ describe('a daemon stops, however long cleanup() takes', () => {
       killIfAlive(app.child.pid);
       killIfAlive(daemonPid);
       marks.remove();
+    }
+  });
+
+  it('a local daemon whose stdin stays open (another process holds the pipe) still stops once its parent is gone', async () => {
+    // sh starts the daemon with fd 3 as its stdin (a pipe this test holds open) and exits when told,
+    // leaving the daemon reparented with a stdin that never ends.
+    const script = 'node "$1" 1 <&3 & echo "daemon $!"; read go';
+    const parent = spawn('sh', ['-c', script, 'sh', fileURLToPath(localDaemonEntry())], {
+      env: { ...process.env, MAPSCALE_SECRET: 'parent-check-secret' }, stdio: ['pipe', 'pipe', 'inherit', 'pipe'],
+    });
+    const lines = createInterface({ input: parent.stdout! });
+    let daemonPid: number | undefined;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('the daemon did not start listening')), GONE_WITHIN_MS);
+        lines.on('line', (line) => {
+          if (line.startsWith('daemon ')) daemonPid = Number(line.slice(7));
+          else if (line.includes('"listening"')) {
+            clearTimeout(timer);
+            resolve();
+          }
+        });
+      });
+      parent.stdin!.end('\n');
+      await waitFor(() => !alive(parent.pid!), GONE_WITHIN_MS, 'the parent shell to exit');
+      expect(alive(daemonPid!), 'the daemon outlived its parent for now').to.equal(true);
+      await waitFor(() => !alive(daemonPid!), GONE_WITHIN_MS, `the daemon ${daemonPid} to notice its parent is gone`);
+    } finally {
+      killIfAlive(parent.pid);
+      killIfAlive(daemonPid);
+      (parent.stdio[3] as NodeJS.WritableStream & { destroy(): void } | null)?.destroy();
     }
   });
 

@@ -7,6 +7,9 @@ import { runDaemonProcess } from './daemon-process.js';
 import { DEFAULT_WORKER_SERVER_OPTIONS as D } from './options.js';
 import { WorkerServerConfigError } from './errors.js';
 
+// Read first thing, before parsing and starting: see ParentWatch.
+const PARENT_PID = process.ppid;
+
 // `mapscale-worker status host:port` is a client of a running daemon, not a daemon.
 if (hideBin(process.argv)[0] === 'status') {
   const { runStatusCommand } = await import('./status-command.js');
@@ -117,7 +120,7 @@ try {
     stopDeadlineMs: argv['stop-deadline-ms'],
     logger,
   };
-  await runDaemonProcess(options, argv['exit-with-parent']);
+  await runDaemonProcess(options, argv['exit-with-parent'] ? { parentPid: PARENT_PID } : null);
 } catch (error) {
   // Reading the secret or TLS files failed: nothing was started.
   logger.fatal({ event: 'start-failed', err: error });

@@ -11,6 +11,14 @@ import type { SpareThreads } from './spare-threads.js';
 const PARENT_CHECK_MS = 1000;
 
 /**
+ * For a daemon a coordinator starts: its parent's pid, read first thing at start (the parent may exit
+ * while this process loads its modules; by then the ppid would already be the reaper's).
+ */
+export interface ParentWatch {
+  parentPid: number;
+}
+
+/**
  * A daemon as a process: starts the server, stops it cleanly on SIGINT/SIGTERM (cleanup() of every
  * live instance, exit 0) and, for daemons a coordinator starts, when its parent is gone (stdin
  * closes, or the ppid changes). Shared by the CLI and the lean entry coordinators use for local workers.
@@ -19,7 +27,9 @@ const PARENT_CHECK_MS = 1000;
  * still running (a cleanup() that never returns, one that loops), and a second SIGINT/SIGTERM exits
  * at once; both with code 1, logging the sessions given up on.
  */
-export async function runDaemonProcess(options: WorkerServerOptions & { logger: Logger }, exitWithParent: boolean, spares?: SpareThreads): Promise<void> {
+export async function runDaemonProcess(
+  options: WorkerServerOptions & { logger: Logger }, exitWithParent: ParentWatch | null, spares?: SpareThreads,
+): Promise<void> {
   const logger = options.logger;
   let server: WorkerServer;
   try {
@@ -58,9 +68,8 @@ export async function runDaemonProcess(options: WorkerServerOptions & { logger: 
     process.stdin.on('end', () => stop('parent-exited', false));
     process.stdin.on('error', () => stop('parent-exited', false));
     process.stdin.resume();
-    const parent = process.ppid;
     setInterval(() => {
-      if (process.ppid !== parent) stop('parent-exited', false);
+      if (process.ppid !== exitWithParent.parentPid) stop('parent-exited', false);
     }, PARENT_CHECK_MS).unref();
   }
 }

@@ -9,6 +9,9 @@
  */
 import { SpareThreads } from './spare-threads.js';
 
+// Before the daemon's modules load: see ParentWatch.
+const parentPid = process.ppid;
+
 /** How long a stopping local daemon gives running jobs, then cleanup(), before it exits anyway. */
 const LOCAL_STOP_GRACE_MS = 1000;
 const LOCAL_STOP_DEADLINE_MS = 4000;
@@ -27,4 +30,4 @@ await runDaemonProcess({
   stopGraceMs: LOCAL_STOP_GRACE_MS,
   stopDeadlineMs: LOCAL_STOP_DEADLINE_MS,
   logger,
-}, true, spares);
+}, { parentPid }, spares);
