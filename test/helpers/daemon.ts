@@ -26,6 +26,8 @@ export interface TestDaemonOptions {
    * tmpfs over each (needs root, as CI has).
    */
   hide?: string[];
+  /** A small disk: a tmpfs of `bytes` mounted over `dir` (an existing directory), in a mount namespace as for `hide`. */
+  smallDisk?: { dir: string; bytes: number };
 }
 
 const START_DEADLINE_MS = 15_000;
@@ -38,10 +40,12 @@ export function startDaemon(options: TestDaemonOptions = {}): Promise<TestDaemon
   if (options.secret !== undefined) env.MAPSCALE_SECRET = options.secret;
   const hide = options.hide ?? [];
   if (hide.length > 0) env.MAPSCALE_TEST_HIDE = hide.join(':');
+  if (options.smallDisk) Object.assign(env, { MAPSCALE_TEST_DISK: options.smallDisk.dir, MAPSCALE_TEST_DISK_BYTES: String(options.smallDisk.bytes) });
   // unshare and sh exec in place, so the child's pid stays the daemon's.
-  const prefix = hide.length === 0 ? [] : [
+  const prefix = hide.length === 0 && !options.smallDisk ? [] : [
     'unshare', '--mount', '--propagation', 'private', '--', 'sh', '-c',
-    'IFS=:; for d in $MAPSCALE_TEST_HIDE; do mount -t tmpfs tmpfs "$d" || exit 97; done; exec "$@"', 'sh',
+    'IFS=:; for d in $MAPSCALE_TEST_HIDE; do mount -t tmpfs tmpfs "$d" || exit 97; done; ' +
+    'if [ -n "$MAPSCALE_TEST_DISK" ]; then mount -t tmpfs -o "size=$MAPSCALE_TEST_DISK_BYTES" tmpfs "$MAPSCALE_TEST_DISK" || exit 97; fi; exec "$@"', 'sh',
   ];
   const command = [...prefix, process.execPath,
     fileURLToPath(WORKER_CLI_PATH), ...(options.args?.includes('--port') ? [] : ['--port', '0']),

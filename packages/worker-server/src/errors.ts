@@ -36,3 +36,12 @@ export class ResultTooLargeError extends MapScaleError {
 export class HandshakeTimeoutError extends MapScaleError {
   override readonly code = 'MS_HANDSHAKE_TIMEOUT';
 }
+
+/**
+ * The daemon could not store a bundle a coordinator sent (its disk is full even after evicting the
+ * least recently used bundles, the bundle is over --cache-max-bytes, the directory is not writable).
+ * The coordinator hears it as a refusal with this code; the cache is left as it was, so smaller bundles still fit.
+ */
+export class BundleStoreError extends MapScaleError {
+  override readonly code = 'MS_BUNDLE_STORE_FAILED';
+}
