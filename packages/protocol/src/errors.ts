@@ -13,6 +13,11 @@ export class MapScaleError extends Error {
 /** A peer sent bytes that are not a valid MapScale frame or message. */
 export class ProtocolError extends MapScaleError {
   override readonly code: string = 'MS_PROTOCOL';
+  /**
+   * When the very first bytes of the stream could not be read (no frame came before): the start of
+   * them, which says who answered (an HTTP server, say). Set by the connection, only on failure.
+   */
+  peerStart?: Uint8Array;
 }
 
 /** A frame's length prefix is over the limit in force; nothing of it was buffered. */
@@ -54,4 +59,15 @@ export class RemoteProtocolError extends MapScaleError {
 /** An option or argument is invalid; the message names it. */
 export class InvalidOptionError extends MapScaleError {
   override readonly code = 'MS_INVALID_OPTION';
+}
+
+/**
+ * What answered at `address` does not speak MapScale: its first bytes are no MapScale frame (an HTTP
+ * or SSH server on that port, say). `received`: the printable start of what it sent.
+ */
+export class NotADaemonError extends MapScaleError {
+  override readonly code = 'MS_NOT_A_DAEMON';
+  constructor(readonly address: string, readonly received: string, options?: { cause?: unknown }) {
+    super(`${address} is not a MapScale daemon (it answered with ${received}): check the address and port`, options);
+  }
 }

@@ -7,3 +7,4 @@ export * from './messages.js';
 export * from './message-codec.js';
 export * from './handshake.js';
 export * from './client-handshake.js';
+export * from './peer-start.js';

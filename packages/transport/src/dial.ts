@@ -1,6 +1,6 @@
 import { connect as netConnect, isIP, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
-import { ConnectError, ConnectionClosedError, FrameTooLargeError } from '@mapscale/protocol';
+import { ConnectError, ConnectionClosedError, FrameTooLargeError, notADaemon, refusedHint } from '@mapscale/protocol';
 import { FramedConnection } from './framed-connection.js';
 import { TLSError } from './errors.js';
 import type { DaemonAddress } from './address.js';
@@ -58,7 +58,7 @@ export function openConnection(
     const timer = setTimeout(() => {
       fail(undefined, tcpUp ? `no TLS handshake within ${timeoutMs} ms` : `no answer within ${timeoutMs} ms`);
     }, timeoutMs).unref();
-    socket.once('error', (error) => fail(error, error.message));
+    socket.once('error', (error) => fail(error, `${error.message}${refusedHint(error)}`));
     socket.once('close', () => fail(undefined, 'the connection closed'));
     socket.once('connect', () => {
       tcpUp = true;
@@ -117,8 +117,8 @@ function tlsFailure(address: DaemonAddress, error: Error | undefined, what: stri
  * Turns a handshake failure that is really a TLS problem into a TLSError naming the daemon:
  * with `tls`, a connection that failed on a TLS error (a daemon rejects a client certificate
  * only after this side's TLS handshake looks done); without, a daemon that answered with a TLS
- * record, or closed without a word during the handshake, as a TLS daemon does to plain bytes.
- * Anything else is returned as it is.
+ * record, or closed without a word during the handshake, as a TLS daemon does to plain bytes; and
+ * a peer whose first bytes are no MapScale frame at all as NotADaemonError. Anything else is returned as it is.
  */
 export function explainHandshakeFailure(error: unknown, address: DaemonAddress, tls: boolean, handshakeDone: boolean): unknown {
   // A daemon refuses with an error frame: a close without one, mid-handshake, is the transport's doing.
@@ -138,6 +138,8 @@ export function explainHandshakeFailure(error: unknown, address: DaemonAddress, 
   if (error instanceof FrameTooLargeError && error.size >>> 24 >= 0x14 && error.size >>> 24 <= 0x17 && (error.size >>> 16 & 0xff) === 0x03) {
     return new TLSError(address.label, `daemon ${address.label} answered with TLS: set the "tls" option to connect to it`, { cause: error });
   }
+  const stranger = notADaemon(error, address.label);
+  if (stranger) return stranger;
   if (closedEarly) {
     return new ConnectError(`daemon ${address.label} closed the connection during the handshake; ` +
       'if it serves TLS (--tls-cert), set the "tls" option', { cause: error });

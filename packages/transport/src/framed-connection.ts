@@ -14,6 +14,10 @@ export interface FramedConnectionEvents {
 
 /** Keep-alive on an attached data connection: it idles between maps, and only the kernel can answer for it during a long job. */
 export const DATA_KEEPALIVE_MS = 10_000;
+
+/** How much of a peer's unreadable first bytes a ProtocolError keeps (`peerStart`). */
+const PEER_START_BYTES = 64;
+
 /** Frames sent in one tick that together are smaller than this are copied into one buffer. */
 const JOIN_BELOW_BYTES = 64 * 1024;
 
@@ -36,6 +40,8 @@ export class FramedConnection extends EventEmitter<FramedConnectionEvents> {
     this.flush();
   };
   #closeError: MapScaleError | undefined;
+  /** Whether a chunk was read without error: after that, a bad frame is a peer's fault, not a stranger's answer. */
+  #readSome = false;
 
   constructor(socket: Socket, maxFrameBytes: number) {
     super();
@@ -149,8 +155,11 @@ export class FramedConnection extends EventEmitter<FramedConnectionEvents> {
     if (this.#closed) return;
     try {
       this.#decoder.push(chunk, (body, owned) => this.emit('message', decodeMessage(body), owned));
+      this.#readSome = true;
     } catch (error) {
       if (error instanceof ProtocolError) {
+        // Unreadable from its first bytes on: those say who answered (see notADaemon).
+        if (!this.#readSome) error.peerStart ??= Buffer.from(chunk.subarray(0, PEER_START_BYTES));
         this.fail(error);
         this.#finish();
       } else {
