@@ -179,7 +179,8 @@ export class WorkerSession extends EventEmitter<WorkerSessionEvents> {
 
   async #handshake(connection: FramedConnection): Promise<void> {
     this.#welcome = await clientHandshake({
-      send: (message) => connection.send(message),
+      // At once: after a refusal the connection is closed right away, and the daemon should read why.
+      send: (message) => connection.sendNow(message),
       receive: (accept) => this.#replies.wait(accept),
       warn: (detail) => this.#log.warn({ event: 'node-version-differs', detail }),
     }, this.#options.secret, this.address.label);

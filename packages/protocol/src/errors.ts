@@ -33,9 +33,24 @@ export class ProtocolVersionError extends MapScaleError {
   override readonly code = 'MS_PROTOCOL_VERSION';
 }
 
-/** The shared-secret challenge-response failed, in either direction. */
+/**
+ * Why a coordinator stops at a daemon's welcome: it has no secret and the daemon wants one; the
+ * daemon's proof does not match its secret (the two secrets differ); or it has a secret and the
+ * daemon checks none (so it cannot be the daemon that secret is for).
+ */
+export type AuthRefusal = 'no-secret' | 'secrets-differ' | 'daemon-has-no-secret';
+
+/**
+ * The shared-secret challenge-response failed, in either direction. `reason`: why, when this side
+ * found it (see AuthRefusal); undefined when the daemon refused this side's proof.
+ */
 export class AuthenticationError extends MapScaleError {
   override readonly code = 'MS_AUTH_FAILED';
+  readonly reason: AuthRefusal | undefined;
+  constructor(message: string, options?: { cause?: unknown; reason?: AuthRefusal }) {
+    super(message, options);
+    this.reason = options?.reason;
+  }
 }
 
 /** The connection closed or failed; pending work on it is lost. */

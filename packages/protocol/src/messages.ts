@@ -1,5 +1,5 @@
 import type { SerializedError } from './codec.js';
-import { ProtocolError } from './errors.js';
+import { ProtocolError, type AuthRefusal } from './errors.js';
 
 /**
  * How a work function travels. By value: the class sources from the user's class up to
@@ -45,6 +45,11 @@ export interface WelcomeMessage {
 export interface AuthMessage {
   type: 'auth';
   proof?: Uint8Array;
+  /**
+   * Instead of a proof: the coordinator will not go on, and why, so the daemon can log the failed
+   * authentication (it would otherwise see only a closed connection). Never sent with a proof.
+   */
+  refused?: AuthRefusal;
 }
 
 /** Daemon → coordinator: the handshake is done. */

@@ -5,7 +5,7 @@ import {
   computeProof, createNonce, localVersions, nodeMismatch, verifyProof, versionMismatch,
   serializeError, peerFrameLimit,
   type AuthMessage, type CancelMessage, type HelloMessage, type JobsMessage, type Message, type SetupMessage, type SerializedError,
-  type ShippedCode, type BundleMessage, type DataEndpoint,
+  type ShippedCode, type BundleMessage, type DataEndpoint, isAuthRefusal,
 } from '@mapscale/protocol';
 import type { FramedConnection } from '@mapscale/transport';
 import { WorkerInstance, type DataEventFromInstance, type InstanceDeath } from './instance.js';
@@ -173,12 +173,21 @@ export class CoordinatorSession {
 
   #onAuth(message: AuthMessage): void {
     const secret = this.#options.secret;
+    // Every failed authentication is logged (`auth-failed`; the peer's address is bound to this
+    // session's logger): what an operator greps for. A coordinator that refused our welcome says why.
+    if (message.refused !== undefined) {
+      const refusal = isAuthRefusal(message.refused) ? message.refused : 'unknown';
+      this.#log.warn({ event: 'auth-failed', reason: 'refused-by-coordinator', refusal });
+      return this.#connection.fail(new AuthenticationError(`the coordinator refused this daemon's welcome (${refusal})`));
+    }
     if (secret !== undefined) {
       const expected = computeProof(secret, 'coordinator', this.#coordinatorNonce!, this.#daemonNonce);
       if (!verifyProof(expected, message.proof)) {
-        return this.#fail(new AuthenticationError(
-          message.proof ? 'wrong secret: the coordinator\'s proof does not match this daemon\'s secret'
-            : 'this daemon requires a secret: set MAPSCALE_SECRET (or the secret option) on the coordinator'));
+        const reason = message.proof ? 'wrong-secret' : 'no-secret';
+        this.#log.warn({ event: 'auth-failed', reason });
+        return this.#connection.fail(new AuthenticationError(message.proof
+          ? 'the secrets do not match: the coordinator\'s proof does not match this daemon\'s secret'
+          : 'this daemon requires a secret: give the coordinator the same secret as the daemon'));
       }
     }
     clearTimeout(this.#handshakeTimer);
