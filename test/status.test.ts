@@ -32,7 +32,8 @@ describe('mapscale-worker status', () => {
           await mapper.map(jobs(250, 0, (i) => ({ fail: i % 50 === 0 })), { settle: true });
           const { stdout } = await run(BIN, ['status', daemon!.address, '--secret-file', secretFile, '--json'], { timeout: 20_000 });
           const status = JSON.parse(stdout) as Record<string, unknown>;
-          expect(status).to.include({ version: '0.1.0', slotsPerSession: 3, sessionsOpen: 2, jobsDone: 250, jobErrors: 5, pid: daemon!.child.pid });
+          // Open: the coordinator's session; the status query's own connection is not one.
+          expect(status).to.include({ version: '0.1.0', slotsPerSession: 3, sessionsOpen: 1, jobsDone: 250, jobErrors: 5, pid: daemon!.child.pid });
           expect(status.uptimeMs).to.be.a('number').and.above(0);
           const text = await run(BIN, ['status', daemon!.address, '--secret-file', secretFile], { timeout: 20_000 });
           expect(text.stdout).to.match(/jobsDone\s+250/);
@@ -57,8 +58,8 @@ describe('mapscale-worker status', () => {
         // The first session took the spares, the second started threads of its own.
         expect((await status()).spareThreads).to.equal(0);
         await first.shutdown();
-        // Open: the second coordinator's session and this status query's own.
-        await waitFor(async () => (await status()).sessionsOpen === 2, 10_000, 'the first session to end');
+        // Open: the second coordinator's session (this status query's own connection is not counted).
+        await waitFor(async () => (await status()).sessionsOpen === 1, 10_000, 'the first session to end');
         // Another session still runs jobs: no thread is loaded behind its back.
         await sleep(300);
         expect((await status()).spareThreads).to.equal(0);
@@ -77,6 +78,16 @@ describe('mapscale-worker status', () => {
         .then(() => null, (e: { code?: number; stderr?: string }) => e);
       expect(error?.code).to.equal(1);
       expect(error?.stderr).to.include('MS_AUTH_FAILED');
+    });
+  });
+
+  it('without a secret, tells the user to give --secret-file (the option this command has)', async () => {
+    await withDaemons(1, { secret }, async ([daemon]) => {
+      const env = { ...process.env };
+      delete env.MAPSCALE_SECRET;
+      const error = await run(BIN, ['status', daemon!.address], { timeout: 20_000, env }).then(() => null, (e: { code?: number; stderr?: string }) => e);
+      expect(error?.code).to.equal(1);
+      expect(error?.stderr).to.include('MS_AUTH_FAILED').and.include('--secret-file').and.not.include('"secret" option');
     });
   });
 

@@ -3,7 +3,7 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { pino } from 'pino';
 import { MAPSCALE_VERSION } from '@mapscale/protocol';
-import { runDaemonProcess } from './daemon-process.js';
+import { reportStartFailure, runDaemonProcess } from './daemon-process.js';
 import { DEFAULT_WORKER_SERVER_OPTIONS as D } from './options.js';
 import { WorkerServerConfigError } from './errors.js';
 
@@ -123,6 +123,6 @@ try {
   await runDaemonProcess(options, argv['exit-with-parent'] ? { parentPid: PARENT_PID } : null);
 } catch (error) {
   // Reading the secret or TLS files failed: nothing was started.
-  logger.fatal({ event: 'start-failed', err: error });
+  reportStartFailure(logger, error, true);
   process.exit(1);
 }

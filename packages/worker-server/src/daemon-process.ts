@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { MapScaleError } from '@mapscale/protocol';
 import { startWorkerServer, type WorkerServer } from './server.js';
 import type { WorkerServerOptions } from './options.js';
 import type { SpareThreads } from './spare-threads.js';
@@ -35,7 +36,8 @@ export async function runDaemonProcess(
   try {
     server = await startWorkerServer(options, spares);
   } catch (error) {
-    logger.fatal({ event: 'start-failed', err: error });
+    // A person started this daemon, unless a coordinator did (it reads the log, and hears of it anyway).
+    reportStartFailure(logger, error, exitWithParent === null);
     process.exit(1);
   }
   let stopping: string | null = null;
@@ -72,4 +74,18 @@ export async function runDaemonProcess(
       if (process.ppid !== exitWithParent.parentPid) stop('parent-exited', false);
     }, PARENT_CHECK_MS).unref();
   }
+}
+
+/**
+ * A daemon that cannot start says so once: one `start-failed` log line and, for a person (`plain`),
+ * one plain line on stderr. An expected failure (a MapScaleError: a bad option, the port taken) is
+ * logged without its stack, which says nothing the message does not; anything else keeps it.
+ */
+export function reportStartFailure(logger: Logger, error: unknown, plain: boolean): void {
+  // Same prototype (the log's `type` is its class), without the stack or the cause's.
+  const err = error instanceof MapScaleError
+    ? Object.assign(Object.create(Object.getPrototypeOf(error) as object) as object, { message: error.message, code: error.code })
+    : error;
+  logger.fatal({ event: 'start-failed', err });
+  if (plain) process.stderr.write(`mapscale-worker: ${error instanceof Error ? error.message : String(error)}\n`);
 }

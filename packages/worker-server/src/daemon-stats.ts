@@ -10,17 +10,20 @@ export interface JobCounter {
 /** What `mapscale-worker status` reports: counters the daemon keeps over its whole life. */
 export class DaemonStats {
   readonly startedAt = Date.now();
+  /** Connections accepted since start, whatever came of them (status queries included). */
   sessionsTotal = 0;
-  sessionsOpen = 0;
   jobsDone = 0;
   jobErrors = 0;
   instanceDeaths = 0;
   protocolErrors = 0;
   readonly #live = new Set<JobCounter>();
   readonly #spareThreads: () => number;
+  readonly #coordinatorSessions: () => number;
 
-  constructor(spareThreads: () => number = () => 0) {
+  /** `coordinatorSessions`: how many coordinators have a session open now, from the sessions themselves. */
+  constructor(spareThreads: () => number = () => 0, coordinatorSessions: () => number = () => 0) {
     this.#spareThreads = spareThreads;
+    this.#coordinatorSessions = coordinatorSessions;
   }
 
   /** Counts `counter`'s jobs while it lives, and adds its totals to the daemon's once it has ended. */
@@ -49,7 +52,7 @@ export class DaemonStats {
       uptimeMs: Date.now() - this.startedAt,
       slotsPerSession: workers,
       spareThreads: this.#spareThreads(),
-      sessionsOpen: this.sessionsOpen,
+      sessionsOpen: this.#coordinatorSessions(),
       sessionsTotal: this.sessionsTotal,
       jobsDone,
       jobErrors,
@@ -68,6 +71,7 @@ export interface DaemonStatus {
   slotsPerSession: number;
   /** Instance threads loaded ahead of the next session (refilled once no session is left). */
   spareThreads: number;
+  /** Coordinators served now: sessions that sent their work function (not status queries, not handshakes under way). */
   sessionsOpen: number;
   sessionsTotal: number;
   jobsDone: number;

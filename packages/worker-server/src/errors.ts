@@ -45,3 +45,8 @@ export class HandshakeTimeoutError extends MapScaleError {
 export class BundleStoreError extends MapScaleError {
   override readonly code = 'MS_BUNDLE_STORE_FAILED';
 }
+
+/** The daemon could not listen on its address (the port is taken, the address is not this host's, no permission). */
+export class ListenError extends MapScaleError {
+  override readonly code = 'MS_LISTEN_FAILED';
+}

@@ -7,7 +7,7 @@ import { CoordinatorSession } from './session.js';
 import { BundleCache } from './bundle-cache.js';
 import { DaemonStats } from './daemon-stats.js';
 import { SpareThreads } from './spare-threads.js';
-import { WorkerServerConfigError } from './errors.js';
+import { ListenError, WorkerServerConfigError } from './errors.js';
 import { isLoopbackHost, resolveWorkerServerOptions, tlsServerOptions, type ResolvedWorkerServerOptions, type WorkerServerOptions } from './options.js';
 
 /** A running daemon. */
@@ -24,6 +24,12 @@ export interface WorkerServer {
   /** Stops accepting, runs cleanup() of every live instance, closes every connection. */
   close(): Promise<void>;
 }
+
+/**
+ * Session states of a coordinator being served: it sent its work function. A status query never
+ * gets past `authenticated`, so `status` does not count the connection that asks.
+ */
+const COORDINATOR_STATES: ReadonlySet<string> = new Set(['awaiting-bundle', 'setting-up', 'serving', 'shutting-down']);
 
 /** Session states in which the peer has not proven anything yet. */
 const PRE_AUTH_STATES: ReadonlySet<string> = new Set(['awaiting-hello', 'awaiting-auth']);
@@ -49,7 +55,11 @@ export async function startWorkerServer(options: WorkerServerOptions = {}, start
   const sessions = new Map<CoordinatorSession, string>();
   const bundles = new BundleCache(resolved.cacheDir, resolved.cacheMaxBytes, rootLogger);
   const spares = startedSpares ?? new SpareThreads(resolved.workers);
-  const stats = new DaemonStats(() => spares.count);
+  const stats = new DaemonStats(() => spares.count, () => {
+    let count = 0;
+    for (const session of sessions.keys()) if (COORDINATOR_STATES.has(session.state)) count++;
+    return count;
+  });
   /** Every accepted TCP connection until it closes, TLS handshakes included: what the caps count. */
   const sockets = new Set<Socket>();
   let nextSessionId = 1;
@@ -73,10 +83,8 @@ export async function startWorkerServer(options: WorkerServerOptions = {}, start
     const session = new CoordinatorSession(nextSessionId++, connection, resolved, rootLogger.child({ component: 'session' }), bundles, stats, spares);
     sessions.set(session, connection.remoteAddress);
     stats.sessionsTotal++;
-    stats.sessionsOpen++;
     void session.ended.then(() => {
       sessions.delete(session);
-      stats.sessionsOpen--;
       // Only once no session is left: loading threads takes CPU from the jobs of any session still running.
       if (!closing && sessions.size === 0) spares.refill();
     });
@@ -122,11 +130,16 @@ export async function startWorkerServer(options: WorkerServerOptions = {}, start
       socket.destroy();
     });
   }
-  // Errors of accepted sockets are handled per connection; this is the listening socket.
-  server.on('error', (error) => log.error({ event: 'server-error', err: error }));
-
   if (resolved.insecure) warnInsecure(resolved, log);
-  await listen(server, resolved, log);
+  try {
+    await listen(server, resolved);
+  } catch (error) {
+    await spares.close();
+    throw error;
+  }
+  // Errors of accepted sockets are handled per connection; this is the listening socket, once it listens
+  // (a failure to listen is the caller's error, not a log line as well).
+  server.on('error', (error) => log.error({ event: 'server-error', err: error }));
   const address = server.address() as AddressInfo;
   const host = address.address.includes(':') ? `[${address.address}]` : address.address;
   log.info({
@@ -188,16 +201,24 @@ function warnInsecure(options: ResolvedWorkerServerOptions, log: Logger): void {
   }
 }
 
-function listen(server: Server, options: ResolvedWorkerServerOptions, log: Logger): Promise<void> {
+function listen(server: Server, options: ResolvedWorkerServerOptions): Promise<void> {
   return new Promise((resolve, reject) => {
-    const onError = (error: Error) => {
-      log.error({ event: 'listen-failed', host: options.host, port: options.port, err: error });
-      reject(error);
-    };
+    const onError = (error: NodeJS.ErrnoException) => reject(listenError(error, options));
     server.once('error', onError);
     server.listen(options.port, options.host, () => {
       server.off('error', onError);
       resolve();
     });
   });
+}
+
+/** Why the daemon cannot listen, and what to do about it. */
+function listenError(error: NodeJS.ErrnoException, options: ResolvedWorkerServerOptions): ListenError {
+  const where = `${options.host.includes(':') ? `[${options.host}]` : options.host}:${options.port}`;
+  const why: Record<string, string> = {
+    EADDRINUSE: 'the port is in use (another daemon or program listens there): stop it, or give another --port (0 picks a free one)',
+    EADDRNOTAVAIL: 'that is not an address of this host: give one of its addresses as --host',
+    EACCES: 'permission denied (ports below 1024 need privileges): give a --port of 1024 or more',
+  };
+  return new ListenError(`cannot listen on ${where}: ${why[error.code ?? ''] ?? error.message}${error.code ? ` (${error.code})` : ''}`, { cause: error });
 }

@@ -8,6 +8,8 @@ export interface StatusQuery {
   secret?: string;
   tls?: TlsClientOptions;
   timeoutMs?: number;
+  /** How the caller's user gives a secret, for the error when the daemon wants one (a CLI names its flag). */
+  secretHint?: string;
 }
 
 /**
@@ -30,7 +32,8 @@ export async function queryDaemonStatus(query: StatusQuery): Promise<DaemonStatu
   const deadline = setTimeout(() => connection.destroy(), timeoutMs).unref();
   try {
     try {
-      await clientHandshake({ send: (m) => connection.send(m), receive: (accept) => replies.wait(accept) }, query.secret, address.label);
+      await clientHandshake({ send: (m) => connection.send(m), receive: (accept) => replies.wait(accept) }, query.secret, address.label,
+        query.secretHint ?? 'give the query a "secret"');
     } catch (error) {
       throw explainHandshakeFailure(error, address, query.tls !== undefined, false);
     }

@@ -32,7 +32,10 @@ export async function runStatusCommand(args: string[]): Promise<number> {
     ? { ca: read(argv['tls-ca']), cert: read(argv['tls-cert']), key: read(argv['tls-key']), servername: argv.servername }
     : undefined;
   try {
-    const status = await queryDaemonStatus({ host: (match[1] ?? match[2])!, port: Number(match[3]), secret, tls, timeoutMs: argv['timeout-ms'] });
+    const status = await queryDaemonStatus({
+      host: (match[1] ?? match[2])!, port: Number(match[3]), secret, tls, timeoutMs: argv['timeout-ms'],
+      secretHint: 'give --secret-file F (or set env MAPSCALE_SECRET)',
+    });
     if (argv.json) {
       process.stdout.write(`${JSON.stringify(status)}\n`);
     } else {
