@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import { AuthenticationError, ProtocolVersionError, type ShippedCode } from '@mapscale/protocol';
+import { AuthenticationError, NotADaemonError, ProtocolVersionError, type ShippedCode } from '@mapscale/protocol';
 import { parseAddress, TLSError, type DaemonAddress } from '@mapscale/transport';
 import { LocalDaemon } from '../local-daemon.js';
 import { SetupError, ShippingError } from '../errors.js';
@@ -63,9 +63,9 @@ export interface Endpoint {
   readonly stats: WorkerStats;
 }
 
-/** Errors that no retry can fix: the configuration or the code is wrong. */
+/** Errors that no retry can fix: the configuration or the code is wrong (or the address is not a daemon's at all). */
 export function isPermanent(error: unknown): boolean {
-  return error instanceof AuthenticationError || error instanceof ProtocolVersionError ||
+  return error instanceof AuthenticationError || error instanceof ProtocolVersionError || error instanceof NotADaemonError ||
     error instanceof SetupError || error instanceof ShippingError || error instanceof TLSError;
 }
 
