@@ -1,6 +1,7 @@
 import type { SerializedError } from '@mapscale/protocol';
 import { MapRun, type RunStatus } from './map-run.js';
 import { RunQueue } from './run-queue.js';
+import { batchSizeFor, creditFor } from './batch-sizing.js';
 
 export { MapRun, type RunStatus } from './map-run.js';
 
@@ -24,7 +25,7 @@ export interface SchedulerTuning {
   maxBatchBytes: number;
   /**
    * Fixed batches in flight per slot; undefined sizes it per slot from measurements: one running,
-   * the next in hand, and as many more as cover the round trip to that worker (see #credit).
+   * the next in hand, and as many more as cover the round trip to that worker (see creditFor).
    */
   batchesPerSlot: number | undefined;
   /** Upper bound of the measured credit, whatever the round trip. */
@@ -70,8 +71,6 @@ interface SlotState {
   batchMs: number | undefined;
 }
 
-/** Fewest batches in flight per slot: one running, the next in hand. */
-const MIN_BATCHES_PER_SLOT = 2;
 
 /** Why a job failed: it threw, it kept killing its worker, or it ran over its time. */
 export type FailureKind = 'error' | 'crash' | 'timeout';
@@ -443,19 +442,8 @@ export class Scheduler {
     slot.batchMs = slot.batchMs === undefined ? batch.busyMs : slot.batchMs + EWMA_WEIGHT * (batch.busyMs - slot.batchMs);
   }
 
-  /**
-   * Enough batches that the worker never waits for the next: while one runs, the answers to the
-   * batches before it and the requests for the ones after it are on the wire. With a round trip of
-   * R and batches of B ms, that takes 1 + ceil(R / B) in flight, at least 2, at most
-   * maxBatchesPerSlot, and the bytes bound (memory) applies on top. On loopback that is 2; across
-   * a 40 ms link with 4 ms batches it is 11.
-   */
   #credit(slot: SlotState): number {
-    const t = this.#tuning;
-    if (t.batchesPerSlot !== undefined) return t.batchesPerSlot;
-    const batchMs = Math.max(slot.batchMs ?? t.targetBatchMs, 0.05);
-    const wanted = 1 + Math.ceil(slot.roundTripMs / batchMs);
-    return Math.min(t.maxBatchesPerSlot, Math.max(MIN_BATCHES_PER_SLOT, wanted));
+    return creditFor(slot.roundTripMs, slot.batchMs, this.#tuning);
   }
 
   #hasCredit(slot: SlotState): boolean {
@@ -478,12 +466,12 @@ export class Scheduler {
       else suspects[0] = end;
     } else if (retry) {
       start = retry[0];
-      end = Math.min(retry[1], start + this.#batchSize(run));
+      end = Math.min(retry[1], start + batchSizeFor(run, this.#slots.size, this.#tuning));
       if (end === retry[1]) run.retry.pop();
       else retry[0] = end;
     } else {
       start = run.next;
-      end = Math.min(run.dispatchLimit, start + this.#batchSize(run));
+      end = Math.min(run.dispatchLimit, start + batchSizeFor(run, this.#slots.size, this.#tuning));
       run.next = end;
     }
     const estimatedBytes = (run.perJobBytes ?? 0) * (end - start);
@@ -494,24 +482,5 @@ export class Scheduler {
     slot.inFlightBytes += estimatedBytes;
     run.batchesSent++;
     return batch;
-  }
-
-  /**
-   * Big enough that per-batch costs vanish (about targetBatchMs of work), small enough to keep
-   * every slot busy to the end (a fair share of what is left) and frames bounded in bytes.
-   * Before the first measurement, sizes ramp up geometrically from a few jobs.
-   */
-  #batchSize(run: MapRun): number {
-    const t = this.#tuning;
-    if (t.chunkSize !== undefined) return t.chunkSize;
-    const fairShare = Math.ceil(run.unassigned / Math.max(1, this.#slots.size * (t.batchesPerSlot ?? MIN_BATCHES_PER_SLOT)));
-    const byTime = run.perJobMs === undefined
-      ? 4 * 2 ** Math.min(run.batchesSent, 12)
-      : t.targetBatchMs / Math.max(run.perJobMs, 1e-6);
-    const byBytes = run.perJobBytes ? t.maxBatchBytes / run.perJobBytes : Infinity;
-    // The fair share shrinks towards the end of a map; below about a quarter of the target time a
-    // batch costs more in round trips than it gains in balance, so it stops shrinking there.
-    const floor = run.perJobMs === undefined ? 1 : t.targetBatchMs / 4 / Math.max(run.perJobMs, 1e-6);
-    return Math.max(1, Math.floor(Math.min(Math.max(Math.min(byTime, fairShare), floor), byBytes, t.maxBatchJobs)));
   }
 }
