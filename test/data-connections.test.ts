@@ -304,7 +304,7 @@ describe('data connections: each worker instance takes its jobs on a connection 
       for (const range of ['7200', '7300-7200', '0-10', '65000-70000']) {
         const exit = await runDaemonToExit(['--port', '0', '--data-ports', range]);
         expect(exit.code, range).to.equal(1);
-        expect((exit.logs.find((l) => l.event === 'start-failed') as { err: { code: string } }).err.code, range).to.equal('MS_INVALID_OPTION');
+        expect((exit.logs.find((l) => l.event === 'start-failed') as { err: { code: string } }).err.code, range).to.equal('MS_DAEMON_CONFIG');
       }
     });
 

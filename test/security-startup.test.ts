@@ -39,7 +39,7 @@ describe('security: safe by default at start-up', () => {
     expect(exit.code).to.equal(1);
     expect(exit.logs.some((l) => l.event === 'listening')).to.equal(false);
     const failure = exit.logs.find((l) => l.event === 'start-failed') as { err: { code: string; type: string; message: string } };
-    expect(failure.err.code).to.equal('MS_INVALID_OPTION');
+    expect(failure.err.code).to.equal('MS_DAEMON_CONFIG');
     expect(failure.err.type).to.equal('WorkerServerConfigError');
     expect(failure.err.message).to.include('0.0.0.0').and.include('without a secret').and.include('--insecure');
   });
@@ -55,7 +55,7 @@ describe('security: safe by default at start-up', () => {
         },
         (e: unknown) => e);
       expect(error, host).to.be.instanceOf(WorkerServerConfigError);
-      expect((error as WorkerServerConfigError).code).to.equal('MS_INVALID_OPTION');
+      expect((error as WorkerServerConfigError).code).to.equal('MS_DAEMON_CONFIG');
     }
   });
 
@@ -102,7 +102,7 @@ describe('security: safe by default at start-up', () => {
         for (const file of [empty, join(dir.path, 'missing')]) {
           const exit = await runDaemonToExit(['--port', '0', '--secret-file', file]);
           expect(exit.code, file).to.equal(1);
-          expect((exit.logs.find((l) => l.event === 'start-failed') as { err: { code: string } }).err.code).to.equal('MS_INVALID_OPTION');
+          expect((exit.logs.find((l) => l.event === 'start-failed') as { err: { code: string } }).err.code).to.equal('MS_DAEMON_CONFIG');
         }
       } finally {
         dir.remove();

@@ -165,7 +165,7 @@ describe('security: TLS', function () {
         const exit = await runDaemonToExit(['--port', '0', ...args]);
         expect(exit.code, args.join(' ')).to.equal(1);
         const failure = exit.logs.find((l) => l.event === 'start-failed') as { err: { code: string } };
-        expect(failure.err.code).to.equal('MS_INVALID_OPTION');
+        expect(failure.err.code).to.equal('MS_DAEMON_CONFIG');
       }
     });
 
@@ -173,7 +173,7 @@ describe('security: TLS', function () {
       const exit = await runDaemonToExit(['--port', '0', '--tls-cert', pki.daemon.certFile, '--tls-key', pki.client.keyFile]);
       expect(exit.code).to.equal(1);
       const failure = exit.logs.find((l) => l.event === 'start-failed') as { err: { code: string; message: string } };
-      expect(failure.err.code).to.equal('MS_INVALID_OPTION');
+      expect(failure.err.code).to.equal('MS_DAEMON_CONFIG');
       expect(failure.err.message).to.include('TLS');
       expect(JSON.stringify(exit.logs) + exit.stderr).to.not.include('PRIVATE KEY');
     });

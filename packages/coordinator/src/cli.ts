@@ -26,12 +26,12 @@ const EXIT_OUTPUT_CLOSED = 128 + osConstants.signals.SIGPIPE;
 
 /** The command line, its module or its jobs input is wrong: exit 2. */
 class UsageError extends MapScaleError {
-  override readonly code = 'MS_USAGE';
+  static override readonly code = 'MS_USAGE';
 }
 
 /** A line of the jobs input is not JSON. Names the input and the line, counted from 1 (blank lines count). */
 class JobsInputError extends MapScaleError {
-  override readonly code = 'MS_JOBS_INPUT';
+  static override readonly code = 'MS_JOBS_INPUT';
 }
 
 function runOptions(y: Argv) {

@@ -1,4 +1,6 @@
-import { MapScaleError } from '@mapscale/protocol';
+import { MapScaleError, ShippingError } from '@mapscale/protocol';
+
+export { ShippingError };
 
 // Raised below the coordinator too (address parsing, dialling), so they live with those layers.
 export { InvalidOptionError } from '@mapscale/protocol';
@@ -6,7 +8,7 @@ export { TLSError } from '@mapscale/transport';
 
 /** A job's call() threw; `cause` is the worker's error with its name, message, stack and properties. */
 export class JobError extends MapScaleError {
-  override readonly code = 'MS_JOB_FAILED';
+  static override readonly code = 'MS_JOB_FAILED';
   constructor(readonly jobIndex: number, readonly workerAddress: string, cause: Error) {
     super(`job ${jobIndex} failed on worker ${workerAddress}: ${cause.name}: ${cause.message}`, { cause });
   }
@@ -17,7 +19,7 @@ export class JobError extends MapScaleError {
  * (its --max-frame-bytes), so it was never sent: `size` and `limit` in bytes.
  */
 export class JobTooLargeError extends MapScaleError {
-  override readonly code = 'MS_JOB_TOO_LARGE';
+  static override readonly code = 'MS_JOB_TOO_LARGE';
   constructor(readonly size: number, readonly limit: number) {
     super(`the job encodes to ${size} bytes, over the daemon's frame limit of ${limit} bytes: send smaller jobs, or raise --max-frame-bytes on the daemon`);
   }
@@ -25,7 +27,7 @@ export class JobTooLargeError extends MapScaleError {
 
 /** A worker could not restore the work function or its setup() threw. */
 export class SetupError extends MapScaleError {
-  override readonly code = 'MS_SETUP_FAILED';
+  static override readonly code = 'MS_SETUP_FAILED';
   constructor(readonly workerAddress: string, cause: Error) {
     super(`setup failed on worker ${workerAddress}: ${cause.name}: ${cause.message}`, { cause });
   }
@@ -33,7 +35,7 @@ export class SetupError extends MapScaleError {
 
 /** One or more cleanup() calls threw during shutdown; `errors` holds each, with its worker. */
 export class CleanupError extends MapScaleError {
-  override readonly code = 'MS_CLEANUP_FAILED';
+  static override readonly code = 'MS_CLEANUP_FAILED';
   constructor(readonly errors: { workerAddress: string; error: Error }[]) {
     super(`cleanup failed on ${errors.length} worker instance(s): ` +
       errors.map((e) => `${e.workerAddress}: ${e.error.name}: ${e.error.message}`).join('; '));
@@ -42,25 +44,20 @@ export class CleanupError extends MapScaleError {
 
 /** The Processor was shut down; it accepts no more work. */
 export class ProcessorClosedError extends MapScaleError {
-  override readonly code = 'MS_PROCESSOR_CLOSED';
+  static override readonly code = 'MS_PROCESSOR_CLOSED';
 }
 
 /** Every worker is gone, so the map cannot finish. `workers` says why each was lost. */
 export class NoWorkersError extends MapScaleError {
-  override readonly code = 'MS_NO_WORKERS';
+  static override readonly code = 'MS_NO_WORKERS';
   constructor(readonly workers: { address: string; reason: Error }[]) {
     super(`no workers left: ${workers.map((w) => `${w.address} (${w.reason.message})`).join('; ') || 'none were given'}`);
   }
 }
 
-/** The work function cannot be shipped to workers as written; the message says what to change. */
-export class ShippingError extends MapScaleError {
-  override readonly code = 'MS_SHIPPING';
-}
-
 /** A job kept killing the worker it ran on (`attempts` times, each time alone); it is not tried again. */
 export class WorkerCrashedError extends MapScaleError {
-  override readonly code = 'MS_WORKER_CRASHED';
+  static override readonly code = 'MS_WORKER_CRASHED';
   constructor(readonly jobIndex: number, readonly attempts: number, readonly workerAddress: string, cause?: Error) {
     super(`job ${jobIndex} crashed its worker ${attempts} time(s), last on ${workerAddress}; it is not retried again` +
       (cause ? `: ${cause.message}` : ''), cause ? { cause } : undefined);
@@ -69,7 +66,7 @@ export class WorkerCrashedError extends MapScaleError {
 
 /** A job ran longer than its time limit; its worker instance was replaced by a fresh one. */
 export class JobTimeoutError extends MapScaleError {
-  override readonly code = 'MS_JOB_TIMEOUT';
+  static override readonly code = 'MS_JOB_TIMEOUT';
   constructor(readonly jobIndex: number, readonly timeoutMs: number, readonly workerAddress: string) {
     super(`job ${jobIndex} ran longer than ${timeoutMs} ms on ${workerAddress}; its worker instance was replaced`);
   }
@@ -77,10 +74,27 @@ export class JobTimeoutError extends MapScaleError {
 
 /** The map was cancelled through its AbortSignal; `cause` is the signal's reason. */
 export class AbortError extends MapScaleError {
-  override readonly code = 'MS_ABORTED';
+  static override readonly code = 'MS_ABORTED';
 }
 
 /** A daemon stopped answering heartbeats: treated as dead, its jobs sent elsewhere. */
 export class HeartbeatTimeoutError extends MapScaleError {
-  override readonly code = 'MS_HEARTBEAT_TIMEOUT';
+  static override readonly code = 'MS_HEARTBEAT_TIMEOUT';
+}
+
+/** Reading the jobs failed: the iterable (or async iterable) given to map/imap threw; `cause` is what it threw. */
+export class InputError extends MapScaleError {
+  static override readonly code = 'MS_INPUT_FAILED';
+}
+
+/**
+ * A job's value cannot be encoded (a function, a Symbol, a circular reference, …), so it was
+ * never sent: `jobIndex`, and where inside the job the value is (`path`, e.g. `job.options.onDone`,
+ * undefined when it could not be found) and what it is (`valueType`). The workers never saw it.
+ */
+export class JobSerializationError extends MapScaleError {
+  static override readonly code = 'MS_JOB_NOT_SERIALIZABLE';
+  constructor(readonly jobIndex: number, readonly path: string | undefined, readonly valueType: string, reason: string, options?: { cause?: unknown }) {
+    super(`job ${jobIndex} cannot be sent: ${path === undefined ? 'it' : path} is ${reason}`, options);
+  }
 }

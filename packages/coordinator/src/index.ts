@@ -1,11 +1,11 @@
 export { Processor, type WorkFunctionInput, type WorkersInput, type Jobs, type ProcessorEvents } from './processor.js';
 export type { Settled } from './result-stores.js';
 export type { WorkerEvent, WorkerStats, MapProgress } from './engine.js';
-export { WorkFunction, ModuleScopeError, RestoreError } from '@mapscale/worker-server/runtime';
+export { WorkFunction, ModuleScopeError, RestoreError, ResultTooLargeError } from '@mapscale/worker-server/runtime';
 export { DEFAULT_PROCESSOR_OPTIONS, type ProcessorOptions, type ProcessorTlsOptions, type MapOptions } from './options.js';
 export {
   JobError, JobTooLargeError, SetupError, CleanupError, ProcessorClosedError, NoWorkersError, ShippingError, InvalidOptionError,
-  WorkerCrashedError, JobTimeoutError, AbortError, HeartbeatTimeoutError, TLSError,
+  WorkerCrashedError, JobTimeoutError, AbortError, HeartbeatTimeoutError, TLSError, InputError, JobSerializationError,
 } from './errors.js';
 export { LocalDaemonError } from './local-daemon.js';
 export {

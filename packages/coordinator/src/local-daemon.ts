@@ -7,7 +7,7 @@ import { localDaemonEntry } from '@mapscale/worker-server/runtime';
 
 /** A local daemon could not be started. */
 export class LocalDaemonError extends MapScaleError {
-  override readonly code = 'MS_LOCAL_DAEMON_FAILED';
+  static override readonly code = 'MS_LOCAL_DAEMON_FAILED';
 }
 
 const STOP_GRACE_MS = 10_000;

@@ -1,18 +1,49 @@
 /**
+ * The mark an error of class `code` carries. `Symbol.for` is one registry per process (per realm),
+ * so two copies of MapScale in one app (two versions in node_modules, a bundled and an installed
+ * copy) mint the same symbol and recognise each other's errors, as undici does with its
+ * `Symbol.for('undici.error.UND_ERR_…')` brands. Keyed by code, not by class name: a minifier
+ * renames classes, and codes are unique (a test holds every exported class to that).
+ */
+export function errorBrand(code: string): symbol {
+  return Symbol.for(`mapscale.error.${code}`);
+}
+
+const ordinaryInstanceOf = Function.prototype[Symbol.hasInstance];
+
+/**
  * Every error MapScale raises is a MapScaleError with a stable `code`.
  * Callers branch on `code` or `instanceof`, never on message text.
+ *
+ * A subclass declares its code once, as `static readonly code`; the constructor copies it onto the
+ * instance (an own, enumerable property, so it travels with a serialized error) and brands the
+ * instance with the code of every class of its chain. `instanceof` checks that brand, so it holds
+ * for an error made by another copy of the library. The base's own code, MS_ERROR, is never raised.
  */
 export class MapScaleError extends Error {
-  readonly code: string = 'MS_ERROR';
+  static readonly code: string = 'MS_ERROR';
+  readonly code: string;
+
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = new.target.name;
+    this.code = (new.target as typeof MapScaleError).code;
+    for (let c: unknown = new.target; typeof c === 'function' && c !== Error; c = Object.getPrototypeOf(c)) {
+      if (Object.hasOwn(c, 'code')) Object.defineProperty(this, errorBrand((c as typeof MapScaleError).code), { value: true });
+    }
+  }
+
+  static override [Symbol.hasInstance](this: Function, value: unknown): boolean {
+    if (ordinaryInstanceOf.call(this, value)) return true;
+    // A user's subclass that declares no code of its own is checked the ordinary way only.
+    if (!Object.hasOwn(this, 'code') || typeof value !== 'object' || value === null) return false;
+    return (value as Record<symbol, unknown>)[errorBrand((this as unknown as typeof MapScaleError).code)] === true;
   }
 }
 
 /** A peer sent bytes that are not a valid MapScale frame or message. */
 export class ProtocolError extends MapScaleError {
-  override readonly code: string = 'MS_PROTOCOL';
+  static override readonly code: string = 'MS_PROTOCOL';
   /**
    * When the very first bytes of the stream could not be read (no frame came before): the start of
    * them, which says who answered (an HTTP server, say). Set by the connection, only on failure.
@@ -22,7 +53,7 @@ export class ProtocolError extends MapScaleError {
 
 /** A frame's length prefix is over the limit in force; nothing of it was buffered. */
 export class FrameTooLargeError extends ProtocolError {
-  override readonly code = 'MS_FRAME_TOO_LARGE';
+  static override readonly code = 'MS_FRAME_TOO_LARGE';
   constructor(readonly size: number, readonly limit: number) {
     super(`frame of ${size} bytes is over the limit of ${limit} bytes`);
   }
@@ -30,7 +61,7 @@ export class FrameTooLargeError extends ProtocolError {
 
 /** The peers cannot talk: protocol or MapScale versions differ. */
 export class ProtocolVersionError extends MapScaleError {
-  override readonly code = 'MS_PROTOCOL_VERSION';
+  static override readonly code = 'MS_PROTOCOL_VERSION';
 }
 
 /**
@@ -45,7 +76,7 @@ export type AuthRefusal = 'no-secret' | 'secrets-differ' | 'daemon-has-no-secret
  * found it (see AuthRefusal); undefined when the daemon refused this side's proof.
  */
 export class AuthenticationError extends MapScaleError {
-  override readonly code = 'MS_AUTH_FAILED';
+  static override readonly code = 'MS_AUTH_FAILED';
   readonly reason: AuthRefusal | undefined;
   constructor(message: string, options?: { cause?: unknown; reason?: AuthRefusal }) {
     super(message, options);
@@ -55,25 +86,33 @@ export class AuthenticationError extends MapScaleError {
 
 /** The connection closed or failed; pending work on it is lost. */
 export class ConnectionClosedError extends MapScaleError {
-  override readonly code: string = 'MS_CONNECTION_CLOSED';
+  static override readonly code: string = 'MS_CONNECTION_CLOSED';
 }
 
 /** The connection could not be opened (refused, unreachable, timed out). */
 export class ConnectError extends ConnectionClosedError {
-  override readonly code = 'MS_CONNECT_FAILED';
+  static override readonly code = 'MS_CONNECT_FAILED';
 }
 
 /** The peer answered with an error frame; `remoteCode` is its code. */
 export class RemoteProtocolError extends MapScaleError {
-  override readonly code = 'MS_REMOTE_REFUSED';
+  static override readonly code = 'MS_REMOTE_REFUSED';
   constructor(message: string, readonly remoteCode: string) {
     super(message);
   }
 }
 
+/**
+ * The work function cannot be shipped to workers as written; the message says what to change.
+ * Here rather than in `mapscale` because the daemon's ModuleScopeError is one.
+ */
+export class ShippingError extends MapScaleError {
+  static override readonly code: string = 'MS_SHIPPING';
+}
+
 /** An option or argument is invalid; the message names it. */
 export class InvalidOptionError extends MapScaleError {
-  override readonly code = 'MS_INVALID_OPTION';
+  static override readonly code = 'MS_INVALID_OPTION';
 }
 
 /**
@@ -81,7 +120,7 @@ export class InvalidOptionError extends MapScaleError {
  * or SSH server on that port, say). `received`: the printable start of what it sent.
  */
 export class NotADaemonError extends MapScaleError {
-  override readonly code = 'MS_NOT_A_DAEMON';
+  static override readonly code = 'MS_NOT_A_DAEMON';
   constructor(readonly address: string, readonly received: string, options?: { cause?: unknown }) {
     super(`${address} is not a MapScale daemon (it answered with ${received}): check the address and port`, options);
   }

@@ -5,7 +5,7 @@ import { MapScaleError } from '@mapscale/protocol';
  * certificate this side did not have, or one side speaks TLS and the other does not.
  */
 export class TLSError extends MapScaleError {
-  override readonly code = 'MS_TLS';
+  static override readonly code = 'MS_TLS';
   constructor(readonly workerAddress: string, message: string, options?: { cause?: unknown }) {
     super(message, options);
   }

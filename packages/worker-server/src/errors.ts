@@ -1,21 +1,28 @@
-import { MapScaleError } from '@mapscale/protocol';
+import { MapScaleError, ShippingError } from '@mapscale/protocol';
 
 /** A shipped work function could not be rebuilt on the worker. */
 export class RestoreError extends MapScaleError {
-  override readonly code = 'MS_RESTORE_FAILED';
+  static override readonly code = 'MS_RESTORE_FAILED';
 }
 
 /**
- * A by-value class used a name from its module's scope, which does not travel with it.
- * Raised in place of the ReferenceError, which stays as `cause`.
+ * A by-value class (or function) uses a name from its module's scope, which does not travel with
+ * it. Raised when the Processor is constructed (`identifiers` lists the names); on a worker, at
+ * setup, for a global the app has and that worker lacks; and in place of a ReferenceError a job
+ * met (which stays as `cause`) where the source could not be analysed.
  */
-export class ModuleScopeError extends MapScaleError {
-  override readonly code = 'MS_MODULE_SCOPE';
+export class ModuleScopeError extends ShippingError {
+  static override readonly code = 'MS_MODULE_SCOPE';
+  readonly identifiers: string[];
+  constructor(message: string, options?: { cause?: unknown; identifiers?: string[] }) {
+    super(message, options);
+    this.identifiers = options?.identifiers ?? [];
+  }
 }
 
-/** The daemon could not start as configured. */
+/** The daemon could not start as configured (a bad flag or option, named in the message). */
 export class WorkerServerConfigError extends MapScaleError {
-  override readonly code = 'MS_INVALID_OPTION';
+  static override readonly code = 'MS_DAEMON_CONFIG';
 }
 
 /**
@@ -23,7 +30,7 @@ export class WorkerServerConfigError extends MapScaleError {
  * to the coordinator as those jobs' error, so the job fails and the connection stays up.
  */
 export class ResultTooLargeError extends MapScaleError {
-  override readonly code = 'MS_RESULT_TOO_LARGE';
+  static override readonly code = 'MS_RESULT_TOO_LARGE';
   constructor(readonly size: number, readonly limit: number, readonly jobs: number) {
     super((jobs === 1
       ? `the result encodes to a frame of ${size} bytes`
@@ -34,7 +41,7 @@ export class ResultTooLargeError extends MapScaleError {
 
 /** A connection that did not finish its handshake (or, on a data connection, its attach) in time. */
 export class HandshakeTimeoutError extends MapScaleError {
-  override readonly code = 'MS_HANDSHAKE_TIMEOUT';
+  static override readonly code = 'MS_HANDSHAKE_TIMEOUT';
 }
 
 /**
@@ -43,10 +50,10 @@ export class HandshakeTimeoutError extends MapScaleError {
  * The coordinator hears it as a refusal with this code; the cache is left as it was, so smaller bundles still fit.
  */
 export class BundleStoreError extends MapScaleError {
-  override readonly code = 'MS_BUNDLE_STORE_FAILED';
+  static override readonly code = 'MS_BUNDLE_STORE_FAILED';
 }
 
 /** The daemon could not listen on its address (the port is taken, the address is not this host's, no permission). */
 export class ListenError extends MapScaleError {
-  override readonly code = 'MS_LISTEN_FAILED';
+  static override readonly code = 'MS_LISTEN_FAILED';
 }

@@ -1,5 +1,5 @@
-import { MapScaleError, deserializeError } from '@mapscale/protocol';
-import { AbortError, JobError, JobTimeoutError, ProcessorClosedError, WorkerCrashedError } from '../errors.js';
+import { deserializeError } from '@mapscale/protocol';
+import { AbortError, InputError, JobError, JobTimeoutError, ProcessorClosedError, WorkerCrashedError } from '../errors.js';
 import { MapRun, type Scheduler, type JobFailure, type ResultOutcome } from '../scheduler.js';
 import { ArrayResults, OrderedResults, UnorderedResults, type ResultStore } from '../result-stores.js';
 import type { ResolvedProcessorOptions } from '../options.js';
@@ -218,7 +218,7 @@ export class Calls {
         if (step instanceof Promise) this.#dispatcher.pump();
       }
     } catch (error) {
-      this.abandon(run, new MapScaleError(`reading the jobs failed: ${(error as Error).message}`, { cause: error }));
+      this.abandon(run, new InputError(`reading the jobs failed: ${(error as Error).message}`, { cause: error }));
     } finally {
       handle.feeding = false;
       this.#dispatcher.pump();
