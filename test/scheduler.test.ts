@@ -548,6 +548,27 @@ describe('Scheduler', () => {
       expect(s.activeRuns).to.not.include(run);
     });
 
+    it('fails an unsendable job alone where it stands in its batch; a settling run gets the rest of the batch dispatched again', () => {
+      const s = scheduler({ chunkSize: 10 }, [1]);
+      const run = new MapRun(1, jobsOf(10), { settle: true });
+      s.addRun(run);
+      const [batch] = s.nextDispatches();
+      const outcome = s.onUnsendable(batch!.id, remoteError('cannot encode'), 6);
+      expect(outcome.failed.map((f) => [f.jobIndex, f.kind, f.error!.message])).to.deep.equal([[6, 'error', 'cannot encode']]);
+      run.results.put(6, { status: 'rejected', reason: new Error('cannot encode') });
+      const again = s.nextDispatches();
+      expect(again.map((b) => [b.start, b.end])).to.deep.equal([[0, 6], [7, 10]]);
+      for (const b of again) answer(s, b);
+      expect(run.status).to.equal('succeeded');
+      // A run that does not settle fails with it, and nothing of the batch goes out again.
+      const failing = new MapRun(2, jobsOf(10));
+      s.addRun(failing);
+      const [other] = s.nextDispatches();
+      expect(s.onUnsendable(other!.id, remoteError('cannot encode'), 3).failed[0]!.jobIndex).to.equal(3);
+      expect(failing.status).to.equal('failed');
+      expect(s.nextDispatches()).to.deep.equal([]);
+    });
+
     it('counts an error index from the offset of the part it came in', () => {
       const s = scheduler({ chunkSize: 10 }, [1]);
       const run = new MapRun(1, jobsOf(20));

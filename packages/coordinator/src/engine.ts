@@ -64,7 +64,7 @@ export class Engine {
     this.#emit = emit;
     this.#log = options.logger.child({ component: 'engine' });
     this.#scheduler = new Scheduler({ chunkSize: options.chunkSize });
-    this.#dispatcher = new Dispatcher(this.#scheduler, this.#slots, (outcome, address) => this.#settle(outcome, () => address));
+    this.#dispatcher = new Dispatcher(this.#scheduler, this.#slots, (outcome, address, error) => this.#settle(outcome, () => address, error));
     const engine = this;
     this.#pool = new WorkerPool(options, this.#log, {
       get status() {
@@ -304,9 +304,9 @@ export class Engine {
     this.#dispatcher.pump();
   }
 
-  /** Settles what an event decided; `addressOf` names the worker a failed job ran on. */
-  #settle(outcome: ResultOutcome, addressOf: (slotId: number) => string = (id) => this.#slots.get(id)?.endpoint.label ?? 'unknown'): void {
-    this.#calls.settle(outcome, addressOf);
+  /** Settles what an event decided; `addressOf` names the worker a failed job ran on; `error`, if known, is the failure's. */
+  #settle(outcome: ResultOutcome, addressOf: (slotId: number) => string = (id) => this.#slots.get(id)?.endpoint.label ?? 'unknown', error?: Error): void {
+    this.#calls.settle(outcome, addressOf, error);
     for (const failure of outcome.failed) this.#calls.answered(failure.run);
   }
 

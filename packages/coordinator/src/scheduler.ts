@@ -369,21 +369,24 @@ export class Scheduler {
   }
 
   /**
-   * A one-job batch could not be sent at all (its frame is over the worker's limit, see splitBack):
-   * the job fails with `error` as if it had thrown, and nothing was timed.
+   * A batch could not be sent at all because of one of its jobs, `jobIndex` (default: its first): a
+   * job alone over the worker's frame limit (see splitBack), or one that cannot be encoded. That job
+   * fails with `error` as if it had thrown, nothing was timed, and the batch's other jobs go back to
+   * be dispatched again (for a run that settles; any other run fails with this job).
    */
-  onUnsendable(batchId: number, error: SerializedError): ResultOutcome {
+  onUnsendable(batchId: number, error: SerializedError, jobIndex?: number): ResultOutcome {
     const batch = this.#batches.get(batchId);
     const outcome = emptyOutcome();
     if (!batch) return outcome;
     this.#retire(batch);
     const run = batch.run;
     if (run.status !== 'running') return outcome;
-    if (batch.end - batch.start > 1) {
-      run.retry.push([batch.start + 1, batch.end]);
-      this.#queue.add(run);
-    }
-    this.#fail(run, batch.start, batch.slotId, 'error', error, outcome);
+    const at = jobIndex !== undefined && jobIndex >= batch.start && jobIndex < batch.end ? jobIndex : batch.start;
+    // Taken from the end: the range before the job goes out first.
+    if (at + 1 < batch.end) run.retry.push([at + 1, batch.end]);
+    if (at > batch.start) run.retry.push([batch.start, at]);
+    if (batch.end - batch.start > 1) this.#queue.add(run);
+    this.#fail(run, at, batch.slotId, 'error', error, outcome);
     return outcome;
   }
 

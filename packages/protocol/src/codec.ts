@@ -7,9 +7,24 @@ import { Packr, Unpackr } from 'msgpackr';
  */
 const CODEC_OPTIONS = Object.freeze({ moreTypes: true });
 
-/** A codec instance keeps scratch buffers: make one per thread, not one per call. */
-export function createCodec(): { pack(value: unknown): Buffer; unpack(bytes: Uint8Array): unknown } {
-  const packr = new Packr(CODEC_OPTIONS);
+/** What `pack` throws for a function when a codec refuses them (see createCodec). */
+export class FunctionNotSerializable extends TypeError {
+  constructor(readonly fn: Function) {
+    super(`a function (${fn.name || 'anonymous'}) cannot be serialized`);
+  }
+}
+
+function refuseFunction(fn: Function): never {
+  throw new FunctionNotSerializable(fn);
+}
+
+/**
+ * A codec instance keeps scratch buffers: make one per thread, not one per call.
+ * `refuseFunctions`: throw FunctionNotSerializable on a function, which msgpackr otherwise writes as
+ * `undefined` (as JSON.stringify drops it), so the receiver would run on a value it was not sent.
+ */
+export function createCodec(options: { refuseFunctions?: boolean } = {}): { pack(value: unknown): Buffer; unpack(bytes: Uint8Array): unknown } {
+  const packr = new Packr(options.refuseFunctions ? { ...CODEC_OPTIONS, writeFunction: refuseFunction as () => never } : CODEC_OPTIONS);
   const unpackr = new Unpackr(CODEC_OPTIONS);
   return {
     pack: (value) => packr.pack(value),

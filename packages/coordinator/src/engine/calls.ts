@@ -266,15 +266,18 @@ export class Calls {
     handle.wake?.();
   }
 
-  /** Carries out what an event decided: failed jobs become errors (or settled reasons), finished calls resolve. */
-  settle(outcome: ResultOutcome, addressOf: (slotId: number) => string = () => 'unknown'): void {
+  /**
+   * Carries out what an event decided: failed jobs become errors (or settled reasons), finished
+   * calls resolve. `known`: the error itself, for a failure decided on this side (a job never sent).
+   */
+  settle(outcome: ResultOutcome, addressOf: (slotId: number) => string = () => 'unknown', known?: Error): void {
     this.#dispatcher.cancel(outcome.cancelled);
     for (const failure of outcome.failed) {
       const handle = this.#handles.get(failure.run);
       if (!handle) continue;
       this.#owner.failedOn(failure.slotId);
       if (handle.progress) handle.progress.failed++;
-      const error = failureError(failure, addressOf(failure.slotId));
+      const error = known ?? failureError(failure, addressOf(failure.slotId));
       if (failure.run.options.settle) failure.run.results.put(failure.jobIndex, { status: 'rejected', reason: error });
       else this.abandon(failure.run, error);
     }
