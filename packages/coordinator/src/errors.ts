@@ -15,13 +15,15 @@ export class JobError extends MapScaleError {
 }
 
 /**
- * (As a JobError's cause.) A job encodes to more than the largest frame its worker's daemon accepts
- * (its --max-frame-bytes), so it was never sent: `size` and `limit` in bytes.
+ * (As a JobError's cause.) A job encodes to more than the largest frame its worker's daemon accepts,
+ * so it was never sent: `size` and `limit` in bytes. The advice fits how the workers were made:
+ * local workers take their limit from the Processor's maxFrameBytes, a daemon from its --max-frame-bytes.
  */
 export class JobTooLargeError extends MapScaleError {
   static override readonly code = 'MS_JOB_TOO_LARGE';
-  constructor(readonly size: number, readonly limit: number) {
-    super(`the job encodes to ${size} bytes, over the daemon's frame limit of ${limit} bytes: send smaller jobs, or raise --max-frame-bytes on the daemon`);
+  constructor(readonly size: number, readonly limit: number, workers: 'local' | 'daemon' = 'daemon') {
+    super(`the job encodes to ${size} bytes, over ${workers === 'local' ? 'the local workers\'' : 'the daemon\'s'} frame limit of ${limit} bytes: send smaller jobs, or ` +
+      (workers === 'local' ? 'raise the Processor\'s maxFrameBytes option (local workers accept frames up to it)' : 'raise --max-frame-bytes on the daemon'));
   }
 }
 

@@ -24,10 +24,11 @@ export class LocalDaemon {
   #exited: Promise<number | null>;
   #address: Promise<string>;
 
-  constructor(workers: number, secret: string, logger: Logger, startTimeoutMs: number) {
+  /** `maxFrameBytes`: the largest frame it accepts, the Processor's maxFrameBytes (nobody gives a local daemon flags). */
+  constructor(workers: number, secret: string, logger: Logger, startTimeoutMs: number, maxFrameBytes?: number) {
     this.secret = secret;
     this.#log = logger.child({ component: 'local-daemon' });
-    this.#child = spawn(process.execPath, [fileURLToPath(localDaemonEntry()), String(workers)], { env: { ...process.env, MAPSCALE_SECRET: secret }, stdio: ['pipe', 'pipe', 'inherit'] });
+    this.#child = spawn(process.execPath, [fileURLToPath(localDaemonEntry()), String(workers), ...(maxFrameBytes === undefined ? [] : [String(maxFrameBytes)])], { env: { ...process.env, MAPSCALE_SECRET: secret }, stdio: ['pipe', 'pipe', 'inherit'] });
     this.#exited = new Promise((resolve) => this.#child.once('exit', (code) => resolve(code)));
     this.#address = this.#readAddress(startTimeoutMs);
     // Neither the child nor its pipes keep the app alive; shutdown() still stops it.

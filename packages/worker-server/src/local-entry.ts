@@ -1,7 +1,8 @@
 /**
  * The daemon a coordinator starts for `new Processor(fn, N)`: loopback, a free port, the secret
  * from the environment, N instances. No argument parser to load (yargs alone costs ~65 ms of
- * start-up here), since its caller is code, not a person. argv[2]: the instance count.
+ * start-up here), since its caller is code, not a person. argv[2]: the instance count;
+ * argv[3], if given: the largest frame accepted (the coordinator's maxFrameBytes).
  *
  * Its instance threads are started first, before this thread loads the daemon's own modules: each
  * thread takes tens of milliseconds to load its code, and the app's first setup() waits for that, so
@@ -34,6 +35,7 @@ await runDaemonProcess({
   host: '127.0.0.1',
   port: 0,
   workers,
+  maxFrameBytes: process.argv[3] === undefined ? undefined : Number(process.argv[3]),
   secret: process.env.MAPSCALE_SECRET || undefined,
   // Per user, not the app's current directory; external packages still resolve from there.
   cacheDir,

@@ -1,5 +1,4 @@
-import { serializeError } from '@mapscale/protocol';
-import { JobSerializationError, JobTooLargeError } from '../errors.js';
+import { JobError, JobSerializationError, JobTooLargeError } from '../errors.js';
 import { encodeJobs, namesAJob } from '../job-encoding.js';
 import type { Batch, ResultOutcome, Scheduler } from '../scheduler.js';
 import type { SlotTable } from './slots.js';
@@ -89,9 +88,10 @@ export class Dispatcher {
 
   /** A one-job batch that no daemon frame can carry is answered here, with that job's error. */
   #failTooLarge(batch: Batch, size: number, limit: number): void {
-    const error = serializeError(new JobTooLargeError(size, limit));
-    delete error.stack;
-    const address = this.#slots.get(batch.slotId)?.endpoint.label ?? 'unknown';
-    this.#settle(this.#scheduler.onUnsendable(batch.id, error), address);
+    const endpoint = this.#slots.get(batch.slotId)?.endpoint;
+    const address = endpoint?.label ?? 'unknown';
+    // Its advice names the limit that exists for these workers: the Processor's option for local ones.
+    const tooLarge = new JobTooLargeError(size, limit, endpoint?.local ? 'local' : 'daemon');
+    this.#settle(this.#scheduler.onUnsendable(batch.id, { name: tooLarge.name, message: tooLarge.message }), address, new JobError(batch.start, address, tooLarge));
   }
 }

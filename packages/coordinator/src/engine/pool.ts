@@ -172,7 +172,7 @@ export class WorkerPool {
     try {
       if (endpoint.local) {
         secret = randomBytes(32).toString('base64url');
-        endpoint.daemon = new LocalDaemon(endpoint.localWorkers, secret, this.#options.logger, this.#options.localStartTimeoutMs);
+        endpoint.daemon = new LocalDaemon(endpoint.localWorkers, secret, this.#options.logger, this.#options.localStartTimeoutMs, this.#options.maxFrameBytes);
         endpoint.address = parseAddress(await endpoint.daemon.address);
         endpoint.label = endpoint.address.label;
       }
