@@ -3,7 +3,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { expect } from 'chai';
-import { JobError, ModuleScopeError, Processor, SetupError, ShippingError, WorkFunction } from 'mapscale';
+import { Processor, SetupError, ShippingError, WorkFunction } from 'mapscale';
 import { ForgetfulGreeter, Greeter } from './fixtures/module-scoped.js';
 import { Power, ScaledPlusOne } from './fixtures/work-functions.js';
 import { waitFor, withDaemons } from './helpers/daemon.js';
@@ -92,21 +92,6 @@ describe('shipping the work function', () => {
     }
   });
 
-  it('explains a module-scope reference in a by-value class with ModuleScopeError saying what to do', async () => {
-    const mapper = new Processor(new ForgetfulGreeter(), 1);
-    try {
-      const error = (await mapper.map(['x']).catch((e: unknown) => e)) as JobError;
-      expect(error).to.be.instanceOf(JobError);
-      const cause = error.cause as Error & { code: string; cause: Error };
-      expect(cause.name).to.equal('ModuleScopeError');
-      expect(cause.code).to.equal(new ModuleScopeError('').code);
-      expect(cause.message).to.include('static module = import.meta.url');
-      expect(cause.cause.name).to.equal('ReferenceError');
-    } finally {
-      await mapper.shutdown();
-    }
-  });
-
   it('refuses, at construction, what cannot be shipped, with ShippingError', () => {
     class WithPrivate extends WorkFunction<number, number> {
       #secret = 1;
@@ -131,7 +116,8 @@ describe('shipping the work function', () => {
         return x;
       }
     }
-    for (const fn of [new WithPrivate(), new WithFunctionState(), new WrongModule(), new NotAWorkFunction(), Math.max]) {
+    // A module-scope reference too (see module-scope.test.ts).
+    for (const fn of [new WithPrivate(), new WithFunctionState(), new WrongModule(), new NotAWorkFunction(), Math.max, new ForgetfulGreeter()]) {
       expect(() => new Processor(fn as never, 1), (fn as object).constructor.name).to.throw(ShippingError);
     }
   });

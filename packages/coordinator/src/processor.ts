@@ -45,7 +45,10 @@ export class Processor<Job = unknown, Result = unknown> extends EventEmitter<Pro
     super();
     const where = checkWorkers(workers);
     this.#options = resolveProcessorOptions(options);
-    this.#engine = new Engine(shipWorkFunction(workFn as never), where, this.#options, (event, payload) => {
+    // Where the app made this Processor: a file to look for the work function's source in (see shipping).
+    const calledAt: { stack?: string } = {};
+    Error.captureStackTrace(calledAt, new.target);
+    this.#engine = new Engine(shipWorkFunction(workFn as never, calledAt.stack), where, this.#options, (event, payload) => {
       this.emit(event, payload);
     });
   }

@@ -8,8 +8,8 @@ import { ProtocolError, type AuthRefusal } from './errors.js';
  * `state` is msgpack of the instance's own enumerable properties.
  */
 export type ShippedCode =
-  | { kind: 'function'; source: string }
-  | { kind: 'class'; classes: { name: string; source: string }[]; state: Uint8Array }
+  | { kind: 'function'; source: string; origin?: SourceOrigin; globals?: string[] }
+  | { kind: 'class'; classes: { name: string; source: string; origin?: SourceOrigin }[]; state: Uint8Array; globals?: string[] }
   | { kind: 'module'; url: string; exportName: string; state: Uint8Array; external?: string[] }
   /**
    * The class's module bundled with its imports (ESM), named by the SHA-256 of its bytes; the daemon
@@ -17,6 +17,19 @@ export type ShippedCode =
    * imported on the worker host as installed there.
    */
   | { kind: 'bundle'; hash: string; bytes: number; exportName: string; state: Uint8Array; external: string[] };
+
+/**
+ * Where source shipped by value was found in the app: its file's URL and, when found there, the
+ * line (from 1) and column (from 0) it starts at. The worker names the evaluated source after it
+ * (`//# sourceURL`) at those very lines, so stacks point into the user's file.
+ * `globals` beside it: the globals the source reads (found when the Processor was constructed), which
+ * the worker checks it has before setup.
+ */
+export interface SourceOrigin {
+  url: string;
+  line?: number;
+  column?: number;
+}
 
 /** Coordinator → daemon, first frame: who it is and a fresh nonce to be proven against. */
 export interface HelloMessage {

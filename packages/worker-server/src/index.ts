@@ -1,6 +1,6 @@
 export { startWorkerServer, type WorkerServer } from './server.js';
 export { DEFAULT_WORKER_SERVER_OPTIONS, type WorkerServerOptions } from './options.js';
-export { WorkFunction, isWorkFunctionBase, WORK_FUNCTION_BASE, localDaemonEntry, RUNTIME_GLOBAL, RUNTIME_SURFACE } from './runtime.js';
+export { WorkFunction, isWorkFunctionBase, WORK_FUNCTION_BASE, CONSTRUCTED_AT, localDaemonEntry, RUNTIME_GLOBAL, RUNTIME_SURFACE } from './runtime.js';
 export { RestoreError, ModuleScopeError, WorkerServerConfigError, ResultTooLargeError, HandshakeTimeoutError, BundleStoreError, ListenError } from './errors.js';
 /** Path of the daemon's CLI entry. */
 export const WORKER_CLI_PATH = new URL('./cli.js', import.meta.url);

@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 import { hostname } from 'node:os';
 import { pathToFileURL } from 'node:url';
-import { createCodec, type ShippedCode } from '@mapscale/protocol';
+import { createCodec, type ShippedCode, type SourceOrigin } from '@mapscale/protocol';
 import { WorkFunction } from './work-function.js';
 import { ModuleScopeError, RestoreError } from './errors.js';
 import { RUNTIME_GLOBAL, RUNTIME_SURFACE } from './runtime.js';
@@ -15,7 +15,10 @@ export interface RunnableWorkFunction {
 
 export interface RestoredWorkFunction {
   instance: RunnableWorkFunction;
-  /** By-value code cannot see its module's scope; errors naming such a reference are explained. */
+  /**
+   * By-value code cannot see its module's scope: a ReferenceError from it is explained, unless its
+   * free names were analysed when the Processor was constructed (then it does not come from there).
+   */
   byValue: boolean;
 }
 
@@ -44,16 +47,18 @@ export async function restoreWorkFunction(code: ShippedCode, bundlePath?: string
       return { instance: instantiate(cls, code.state), byValue: false };
     }
     case 'function': {
-      const fn = evaluate(code.source, [], []);
+      checkGlobals(code.globals);
+      const fn = evaluate(code.source, [], [], code.origin, 'function');
       if (typeof fn !== 'function') throw new RestoreError('shipped function source did not evaluate to a function');
-      return { instance: { call: fn as (job: unknown) => unknown }, byValue: true };
+      return { instance: { call: fn as (job: unknown) => unknown }, byValue: code.globals === undefined };
     }
     case 'class': {
+      checkGlobals(code.globals);
       let parent: unknown = WorkFunction;
-      for (const { name, source } of code.classes) {
-        parent = evaluateClass(name, source, parent);
+      for (const { name, source, origin } of code.classes) {
+        parent = evaluateClass(name, source, parent, origin);
       }
-      return { instance: instantiate(parent as Function, code.state), byValue: true };
+      return { instance: instantiate(parent as Function, code.state), byValue: code.globals === undefined };
     }
     case 'module': {
       let mod: Record<string, unknown>;
@@ -87,7 +92,7 @@ function instantiate(cls: Function, state: Uint8Array): RunnableWorkFunction {
  * The target is found by name in the source (`extends WorkFunction`, `extends ms.WorkFunction`,
  * `extends MyBase`), so aliases and namespace imports work too.
  */
-function evaluateClass(name: string, source: string, parent: unknown): unknown {
+function evaluateClass(name: string, source: string, parent: unknown, origin: SourceOrigin | undefined): unknown {
   const match = /^class\s*(?:[\w$]+\s*)?extends\s+([\w$]+)((?:\s*\.\s*[\w$]+)*)/.exec(source);
   if (!match) {
     throw new RestoreError(`class ${name} must extend its parent by a plain name (e.g. "extends WorkFunction") to be shipped by value`);
@@ -96,15 +101,47 @@ function evaluateClass(name: string, source: string, parent: unknown): unknown {
   const path = (match[2] ?? '').split('.').map((s) => s.trim()).filter(Boolean);
   let binding: unknown = parent;
   for (const key of path.reverse()) binding = { [key]: binding };
-  return evaluate(source, [root], [binding]);
+  return evaluate(source, [root], [binding], origin, name);
 }
 
-function evaluate(source: string, names: string[], values: unknown[]): unknown {
+/** An indirect eval: global scope, no access to this module's. */
+const globalEval = eval;
+
+/**
+ * Evaluates shipped source with `names` bound to `values`, named after the file it came from
+ * (`//# sourceURL`) and placed at the line and column it had there, so the frames of a stack read
+ * `at Power.setup (file:///app/work.js:12:11)`, the user's own file and line, not an eval inside
+ * this module. Without an origin it is named `mapscale-shipped/<name>.js`, lines counted from the
+ * source's first.
+ */
+function evaluate(source: string, names: string[], values: unknown[], origin: SourceOrigin | undefined, name: string): unknown {
+  const url = typeof origin?.url === 'string' ? origin.url : `mapscale-shipped/${name || 'function'}.js`;
+  // The wrapper takes line 1; a source on line 1 of its file keeps its lines but not its first line's columns.
+  const line = typeof origin?.line === 'number' && origin.line > 1 ? Math.floor(origin.line) : 1;
+  const column = line > 1 && typeof origin?.column === 'number' ? Math.max(0, Math.floor(origin.column)) : 0;
+  const code = `(function (${names.join(', ')}) { "use strict"; return (${'\n'.repeat(line - 1)}${' '.repeat(column)}${source}\n); })\n//# sourceURL=${url.replace(/\s/g, encodeURIComponent)}`;
   try {
-    return new Function(...names, `"use strict"; return (${source});`)(...values);
+    return (globalEval(code) as (...args: unknown[]) => unknown)(...values);
   } catch (error) {
     throw new RestoreError(`shipped source does not evaluate on this worker: ${(error as Error).message}`, { cause: error });
   }
+}
+
+/**
+ * Globals the shipped code reads (found when the Processor was constructed) that this worker lacks:
+ * the app's Node has them, or the app defined them, and this host does not. Refused here, before
+ * setup, rather than as a ReferenceError in whichever job meets it first.
+ */
+function checkGlobals(globals: unknown): void {
+  if (!Array.isArray(globals)) return;
+  const missing = globals.filter((name): name is string => typeof name === 'string' && !(name in globalThis));
+  if (missing.length === 0) return;
+  throw new ModuleScopeError(
+    `the work function uses ${missing.map((n) => `"${n}"`).join(', ')}, which the app has as global(s) and this worker ` +
+    `(${hostname()}, Node ${process.version}) does not: define it inside the work function (e.g. in setup()), ` +
+    `or run the workers on the app's Node release`,
+    { identifiers: missing },
+  );
 }
 
 /** Turns "x is not defined" from by-value code into advice on how to ship it. */

@@ -9,7 +9,7 @@ import { WorkFunction } from './work-function.js';
 import { ModuleScopeError, RestoreError } from './errors.js';
 import { entryPath } from './entry.js';
 
-export { WorkFunction, isWorkFunctionBase, WORK_FUNCTION_BASE } from './work-function.js';
+export { WorkFunction, isWorkFunctionBase, WORK_FUNCTION_BASE, CONSTRUCTED_AT } from './work-function.js';
 export { ModuleScopeError, RestoreError, ResultTooLargeError } from './errors.js';
 
 /**
