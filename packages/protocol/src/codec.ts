@@ -1,4 +1,45 @@
-import { Packr, Unpackr } from 'msgpackr';
+import { Packr, Unpackr, addExtension } from 'msgpackr';
+
+/** The msgpackr extension type of errors ('e'): its own, redefined below to carry the stack too. */
+const ERROR_EXTENSION = 0x65;
+const ERROR_CLASSES: Record<string, new (message: string, options?: { cause?: unknown }) => Error> = {
+  Error, EvalError, RangeError, ReferenceError, SyntaxError, TypeError, URIError,
+};
+
+/**
+ * An Error inside a job or a result (returned, not thrown) keeps its stack. msgpackr's own error
+ * extension carries [name, message, cause] (and an AggregateError's errors), so the receiver's
+ * rebuilt error had the stack of the code that unpacked it: for a result, the coordinator's decoder
+ * instead of the user's job. This is the same extension, the same fields in the same places, with
+ * the stack after them: a plain msgpackr peer still reads it. msgpackr's extensions are global to
+ * the msgpackr module, so this applies to every Packr of it (registered once, on first import).
+ */
+addExtension({
+  Class: Error,
+  type: ERROR_EXTENSION,
+  pack(this: { moreTypes?: boolean }, error: Error, allocateForWrite: (size: number) => { target: Uint8Array; position: number }, pack: (value: unknown) => void) {
+    const { target, position } = allocateForWrite(this.moreTypes ? 3 : 0);
+    if (this.moreTypes) {
+      target[position] = 0xd4;
+      target[position + 1] = ERROR_EXTENSION;
+      target[position + 2] = 0;
+    }
+    pack([error.name, error.message, error.cause, error instanceof AggregateError ? error.errors : undefined, typeof error.stack === 'string' ? error.stack : undefined]);
+  },
+  read(data: unknown[]): Error {
+    const [name, message, cause, errors, stack] = data as [string, string, unknown, unknown[] | undefined, unknown];
+    const options = cause === undefined ? undefined : { cause };
+    let error: Error;
+    if (name === 'AggregateError') {
+      error = new AggregateError(errors ?? [], message, options);
+    } else {
+      error = new (ERROR_CLASSES[name] ?? Error)(message, options);
+      if (!(name in ERROR_CLASSES)) error.name = name;
+    }
+    if (typeof stack === 'string') error.stack = stack;
+    return error;
+  },
+} as unknown as Parameters<typeof addExtension>[0]);
 
 /**
  * One msgpackr configuration for every value that crosses the wire.
