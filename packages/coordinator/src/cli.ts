@@ -5,11 +5,12 @@ import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { pathToFileURL } from 'node:url';
 import cliProgress from 'cli-progress';
-import { pino } from 'pino';
+import { pino, type LevelWithSilent } from 'pino';
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { MAPSCALE_VERSION, MapScaleError } from '@mapscale/protocol';
 import { WORK_FUNCTION_BASE } from '@mapscale/worker-server/runtime';
+import { humanLogger } from './log-lines.js';
 import { InvalidOptionError, ShippingError } from './errors.js';
 import { DEFAULT_PROCESSOR_OPTIONS as D, type ProcessorOptions } from './options.js';
 import { Processor, type WorkFunctionInput } from './processor.js';
@@ -61,7 +62,7 @@ function runOptions(y: Argv) {
     .option('window', { type: 'number', default: D.window, describe: 'jobs read or in flight ahead of the oldest unanswered one (bounds memory)' })
     .option('worker-output', { type: 'string', choices: ['stderr', 'logger', 'off'] as const, default: D.workerOutput, describe: 'where console output of the work function on workers goes' })
     .option('progress', { type: 'boolean', describe: 'progress bar on stderr (--no-progress: never)', defaultDescription: 'when stderr is a terminal and stdout is not' })
-    .option('log-level', { type: 'string', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const, default: 'warn', describe: 'MapScale\'s own log (JSON lines on stderr)' });
+    .option('log-level', { type: 'string', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const, default: 'warn', describe: 'MapScale\'s own log on stderr: lines on a terminal, JSON otherwise' });
 }
 
 type RunArgv = ReturnType<ReturnType<typeof runOptions>['parseSync']>;
@@ -342,7 +343,8 @@ function processorOptions(argv: RunArgv): ProcessorOptions {
     connectTimeoutMs: positiveInteger('connect-timeout-ms', argv['connect-timeout-ms']),
     window: positiveInteger('window', argv.window),
     workerOutput: argv['worker-output'],
-    logger: pino({ level: argv['log-level'] }, pino.destination({ dest: 2, sync: true })),
+    // A person at a terminal reads lines; a log file or a pipe gets JSON.
+    logger: process.stderr.isTTY === true ? humanLogger(argv['log-level'] as LevelWithSilent) : pino({ level: argv['log-level'] }, pino.destination({ dest: 2, sync: true })),
   };
 }
 

@@ -211,7 +211,7 @@ export class Engine {
     endpoint.stats.slots = 0;
     endpoint.stats.losses++;
     this.#lost.push({ address: endpoint.label, reason });
-    this.#log.warn({ event: 'worker-lost', worker: endpoint.label, code: reason.code, reason: reason.message });
+    this.#log.info({ event: 'worker-lost', worker: endpoint.label, code: reason.code, reason: reason.message });
     this.#emit('worker-lost', { address: endpoint.label, reason });
     if (endpoint.local) {
       // The local daemon is gone or unreachable: make sure it is dead, then start a new one.

@@ -1,6 +1,7 @@
-import { pino, type Logger } from 'pino';
+import type { Logger } from 'pino';
 import { DEFAULT_LIMITS } from '@mapscale/protocol';
 import { InvalidOptionError } from './errors.js';
+import { humanLogger } from './log-lines.js';
 import type { MapProgress } from './engine.js';
 
 export interface ProcessorOptions {
@@ -8,7 +9,11 @@ export interface ProcessorOptions {
   secret?: string;
   /** How long to wait for a daemon to accept and finish the handshake. */
   connectTimeoutMs?: number;
-  /** pino logger; the coordinator logs through child loggers of it. Default: warnings to stderr. */
+  /**
+   * pino logger; the coordinator logs JSON events through child loggers of it. Default: warnings
+   * as readable lines on stderr. What the app is told anyway (an error it catches, a worker-lost
+   * event) is logged at info, so by default it is not printed a second time.
+   */
   logger?: Logger;
   /** Jobs per batch. Default: adaptive, from measured job time and payload size. */
   chunkSize?: number;
@@ -163,7 +168,7 @@ export function resolveProcessorOptions(options: ProcessorOptions = {}): Resolve
     ...DEFAULT_PROCESSOR_OPTIONS,
     ...given,
     secret,
-    logger: options.logger ?? pino({ level: 'warn' }, pino.destination({ dest: 2, sync: true })),
+    logger: options.logger ?? humanLogger('warn'),
   } as ResolvedProcessorOptions;
 }
 

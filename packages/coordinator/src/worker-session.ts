@@ -278,7 +278,7 @@ export class WorkerSession extends EventEmitter<WorkerSessionEvents> {
     }
     if (daemonMessage.type === 'error') {
       const error = refusalError(daemonMessage.code, daemonMessage.message, this.address.label);
-      this.#log.warn({ event: 'daemon-error', code: daemonMessage.code, reason: daemonMessage.message });
+      this.#log.info({ event: 'daemon-error', code: daemonMessage.code, reason: daemonMessage.message });
       this.#fail(error, false);
       return;
     }

@@ -214,7 +214,7 @@ export class WorkerPool {
       endpoint.connecting = false;
       if (this.#owner.status === 'closing' || this.#owner.status === 'closed') return;
       endpoint.failures++;
-      this.#log.warn({ event: 'connect-failed', worker: endpoint.label, attempt: endpoint.failures, reason: (error as Error).message });
+      this.#log.info({ event: 'connect-failed', worker: endpoint.label, attempt: endpoint.failures, reason: (error as Error).message });
       // A wrong secret or incompatible release will not fix itself. Start-up failures are decided by the engine.
       if (!isPermanent(error) && this.#owner.status === 'running') this.scheduleReconnect(endpoint);
       throw error;
