@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import { availableParallelism } from 'node:os';
 import { Engine, type EngineStatus, type WorkerEvent, type WorkerSpec, type WorkerStats } from './engine.js';
 import { InvalidOptionError } from './errors.js';
 import { resolveMapOptions, resolveProcessorOptions, type MapOptions, type ProcessorOptions, type ResolvedProcessorOptions } from './options.js';
@@ -13,7 +14,8 @@ export type WorkFunctionInput<Job, Result> =
 
 /**
  * Where the workers are: a number of local worker instances, "host:port" addresses of daemons, or
- * a mix (`[2, 'hostA:7100']`: two local instances and a daemon).
+ * a mix (`[2, 'hostA:7100']`: two local instances and a daemon). Left out: one local instance per
+ * CPU (`os.availableParallelism()`), as `multiprocessing.Pool()` and `mapscale run` do.
  */
 export type WorkersInput = number | readonly (string | number)[];
 
@@ -31,17 +33,18 @@ export interface ProcessorEvents {
 
 /**
  * A distributed `map`. Ships the work function once per worker, then maps job lists over every
- * worker instance, results in job order. Workers stay up between maps until `shutdown()`.
+ * worker instance, results in job order. Workers stay up between maps until `shutdown()`, which
+ * `await using mapper = new Processor(…)` calls when the block ends.
  */
-export class Processor<Job = unknown, Result = unknown> extends EventEmitter<ProcessorEvents> {
+export class Processor<Job = unknown, Result = unknown> extends EventEmitter<ProcessorEvents> implements AsyncDisposable {
   readonly #engine: Engine;
   readonly #options: ResolvedProcessorOptions;
 
   // Functions first: a function also has a `call` property (Function.prototype.call), which would
   // otherwise win inference and make Result unknown.
-  constructor(workFn: (job: Job) => Result | Promise<Result>, workers: WorkersInput, options?: ProcessorOptions);
-  constructor(workFn: { call(job: Job): Result | Promise<Result> }, workers: WorkersInput, options?: ProcessorOptions);
-  constructor(workFn: WorkFunctionInput<Job, Result>, workers: WorkersInput, options: ProcessorOptions = {}) {
+  constructor(workFn: (job: Job) => Result | Promise<Result>, workers?: WorkersInput, options?: ProcessorOptions);
+  constructor(workFn: { call(job: Job): Result | Promise<Result> }, workers?: WorkersInput, options?: ProcessorOptions);
+  constructor(workFn: WorkFunctionInput<Job, Result>, workers?: WorkersInput, options: ProcessorOptions = {}) {
     super();
     const where = checkWorkers(workers);
     this.#options = resolveProcessorOptions(options);
@@ -95,7 +98,7 @@ export class Processor<Job = unknown, Result = unknown> extends EventEmitter<Pro
   /** Adds daemons (or local instances) to the pool, also while maps run; resolves once they have joined. */
   addWorkers(workers: readonly (string | number)[]): Promise<void> {
     try {
-      return this.#engine.addWorkers(checkWorkers(workers));
+      return this.#engine.addWorkers(checkWorkers(workers ?? []));
     } catch (error) {
       return Promise.reject(error);
     }
@@ -120,10 +123,15 @@ export class Processor<Job = unknown, Result = unknown> extends EventEmitter<Pro
   shutdown(options: { force?: boolean } = {}): Promise<void> {
     return this.#engine.shutdown(options.force === true);
   }
+
+  /** `await using mapper = new Processor(…)`: a shutdown (not forced) when the block is left. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.shutdown();
+  }
 }
 
-function checkWorkers(workers: WorkersInput): WorkerSpec[] {
-  const list = typeof workers === 'number' ? [workers] : workers;
+function checkWorkers(workers: WorkersInput | undefined): WorkerSpec[] {
+  const list = workers === undefined ? [availableParallelism()] : typeof workers === 'number' ? [workers] : workers;
   if (!Array.isArray(list) || list.length === 0) {
     throw new InvalidOptionError('workers must be a positive integer, or a non-empty list of "host:port" addresses and local counts');
   }
