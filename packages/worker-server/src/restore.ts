@@ -104,6 +104,10 @@ function evaluateClass(name: string, source: string, parent: unknown, origin: So
   return evaluate(source, [root], [binding], origin, name);
 }
 
+/** Past these, shipped source is not placed at its file's position (a file of 10 million lines is no source file). */
+const MAX_ORIGIN_LINE = 10_000_000;
+const MAX_ORIGIN_COLUMN = 100_000;
+
 /** An indirect eval: global scope, no access to this module's. */
 const globalEval = eval;
 
@@ -117,8 +121,9 @@ const globalEval = eval;
 function evaluate(source: string, names: string[], values: unknown[], origin: SourceOrigin | undefined, name: string): unknown {
   const url = typeof origin?.url === 'string' ? origin.url : `mapscale-shipped/${name || 'function'}.js`;
   // The wrapper takes line 1; a source on line 1 of its file keeps its lines but not its first line's columns.
-  const line = typeof origin?.line === 'number' && origin.line > 1 ? Math.floor(origin.line) : 1;
-  const column = line > 1 && typeof origin?.column === 'number' ? Math.max(0, Math.floor(origin.column)) : 0;
+  // Bounded, so a wrong origin costs a misplaced line number and never a string of gigabytes.
+  const line = typeof origin?.line === 'number' && origin.line > 1 && origin.line <= MAX_ORIGIN_LINE ? Math.floor(origin.line) : 1;
+  const column = line > 1 && typeof origin?.column === 'number' && origin.column <= MAX_ORIGIN_COLUMN ? Math.max(0, Math.floor(origin.column)) : 0;
   const code = `(function (${names.join(', ')}) { "use strict"; return (${'\n'.repeat(line - 1)}${' '.repeat(column)}${source}\n); })\n//# sourceURL=${url.replace(/\s/g, encodeURIComponent)}`;
   try {
     return (globalEval(code) as (...args: unknown[]) => unknown)(...values);
