@@ -5,6 +5,9 @@ import {
 } from '@mapscale/protocol';
 import { DATA_KEEPALIVE_MS, openConnection, type DaemonAddress, type FramedConnection, type TlsClientOptions } from '@mapscale/transport';
 
+/** How long a failed data connection waits to see whether its whole daemon went (then it says nothing). */
+const LOSS_GRACE_MS = 250;
+
 export interface DataConnectionOptions {
   connectTimeoutMs: number;
   /** Largest frame accepted once attached. */
@@ -82,7 +85,11 @@ export class DataConnections {
       .catch((error: Error) => {
         if (this.#attaching.get(slot) === attempt) this.#attaching.delete(slot);
         if (attempt.signal.aborted || !this.#wanted()) return;
-        this.#log.warn({ event: 'data-connection-failed', slot, reason: error.message, hint: 'its jobs go through the daemon port instead' });
+        // A data port refused because its daemon just died is part of that loss, which the app hears
+        // as worker-lost once the control connection's close is read: warn only if the session outlives it.
+        setTimeout(() => {
+          if (this.#wanted()) this.#log.warn({ event: 'data-connection-failed', slot, reason: error.message, hint: 'its jobs go through the daemon port instead' });
+        }, LOSS_GRACE_MS).unref();
       });
   }
 
