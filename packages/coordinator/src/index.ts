@@ -1,7 +1,7 @@
 export { Processor, type WorkFunctionInput, type WorkersInput, type Jobs, type ProcessorEvents } from './processor.js';
 export type { Settled } from './result-stores.js';
 export type { WorkerEvent, WorkerStats, MapProgress } from './engine.js';
-export { WorkFunction, ModuleScopeError, RestoreError, ResultTooLargeError } from '@mapscale/worker-server/runtime';
+export { WorkFunction, ModuleScopeError, RestoreError, ResultTooLargeError, ResultSerializationError } from '@mapscale/worker-server/runtime';
 export { DEFAULT_PROCESSOR_OPTIONS, type ProcessorOptions, type ProcessorTlsOptions, type MapOptions } from './options.js';
 export {
   JobError, JobTooLargeError, SetupError, CleanupError, ProcessorClosedError, NoWorkersError, ShippingError, InvalidOptionError,

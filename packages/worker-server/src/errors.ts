@@ -57,3 +57,28 @@ export class BundleStoreError extends MapScaleError {
 export class ListenError extends MapScaleError {
   static override readonly code = 'MS_LISTEN_FAILED';
 }
+
+/**
+ * (As a JobError's cause.) A job's result holds something msgpack cannot carry: a function, a
+ * symbol, a circular reference, nesting too deep to encode. `path` says where inside the result
+ * (`result.items[3].cb`), `valueType` what was found there. Only that job fails; its instance lives on.
+ */
+export class ResultSerializationError extends MapScaleError {
+  static override readonly code = 'MS_RESULT_NOT_SERIALIZABLE';
+  constructor(readonly path: string | undefined, readonly valueType: string, detail?: string) {
+    super(path === undefined
+      ? `the result cannot be serialized${detail ? ` (${detail})` : ''}: return plain data (no functions, symbols or cycles)`
+      : `${path} is ${describeKind(valueType)}${detail ? ` (${detail})` : ''}: results travel as msgpack, so return plain data in its place`);
+  }
+}
+
+function describeKind(valueType: string): string {
+  switch (valueType) {
+    case 'function': return 'a function';
+    case 'symbol': return 'a symbol';
+    case 'circular': return 'a circular reference (an object that contains itself)';
+    case 'nesting too deep': return 'nested too deeply to encode';
+    case 'object': return 'an object whose properties cannot be read';
+    default: return `a value that cannot be serialized (${valueType})`;
+  }
+}

@@ -11,10 +11,12 @@ import { explainScopeError, restoreWorkFunction, type RestoredWorkFunction } fro
 import { COUNTERS, PROGRESS, type DataConfig, type FromInstance, type ToInstance } from './instance-protocol.js';
 import { DataListener } from './data-listener.js';
 import { fitResultsFrame } from './result-frame.js';
+import { packEachJob } from './result-encoding.js';
 import type { FramedConnection } from '@mapscale/transport';
 
 const port = parentPort!;
-const codec = createCodec();
+// Results with a function in them fail that job instead of arriving with undefined in its place.
+const codec = createCodec({ refuseFunctions: true });
 let restored: RestoredWorkFunction | null = null;
 let flushMs = 5;
 let progress: Int32Array<ArrayBufferLike> = new Int32Array(PROGRESS.length);
@@ -69,16 +71,23 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
  * attached, else through the main thread (packed into a buffer of its own so it is transferred, not cloned).
  */
 function sendResults(batch: number, offset: number, values: unknown[], errors: [number, SerializedError][] | undefined, busyMs: number, final: boolean): void {
+  let payload: Buffer;
+  try {
+    payload = codec.pack(values);
+  } catch (error) {
+    ({ payload, errors } = packEachJob(codec, values, errors, error));
+  }
   Atomics.add(counters, COUNTERS.jobsDone, BigInt(values.length));
   if (errors) Atomics.add(counters, COUNTERS.jobErrors, BigInt(errors.length));
   if (data) {
-    const payload = codec.pack(values);
     // At once: a part flushed between jobs must leave before the next job starts, since a
     // synchronous job keeps this thread (and the end of its tick) until it returns.
-    data.connection.sendNow(fitResultsFrame({ type: 'results', slot: data.config.slot, batch, offset, payload, errors, busyMs, final }, data.config.resultsFrameLimit));
+    data.connection.sendNow(fitResultsFrame({
+      type: 'results', slot: data.config.slot, batch, offset, payload, errors, busyMs, final,
+    }, data.config.resultsFrameLimit));
     return;
   }
-  const bytes = new Uint8Array(codec.pack(values));
+  const bytes = new Uint8Array(payload);
   post({ kind: 'results', batch, offset, count: values.length, payload: bytes, errors, busyMs, final }, [bytes.buffer as ArrayBuffer]);
 }
 

@@ -10,7 +10,7 @@ import { ModuleScopeError, RestoreError } from './errors.js';
 import { entryPath } from './entry.js';
 
 export { WorkFunction, isWorkFunctionBase, WORK_FUNCTION_BASE, CONSTRUCTED_AT } from './work-function.js';
-export { ModuleScopeError, RestoreError, ResultTooLargeError } from './errors.js';
+export { ModuleScopeError, RestoreError, ResultTooLargeError, ResultSerializationError } from './errors.js';
 
 /**
  * Inside a bundle, `import { … } from 'mapscale'` is served from this global, which the worker sets
