@@ -192,8 +192,12 @@ export class WorkerSession extends EventEmitter<WorkerSessionEvents> {
   }
 
   cancel(slot: number, batches: number[]): void {
-    // On the path its jobs took: a cancel that overtook them would find nothing to drop.
-    if (this.#state === 'ready') (this.#data.connectionOf(slot) ?? this.#connection)?.send({ type: 'cancel', slot, batches });
+    if (this.#state !== 'ready') return;
+    // On the path its jobs took (a cancel that overtook them would find nothing to drop), and on the
+    // control connection too: the daemon's main thread, never blocked by a job, tells the instance
+    // through shared memory, read between jobs even while a synchronous one holds its thread.
+    this.#data.connectionOf(slot)?.send({ type: 'cancel', slot, batches });
+    this.#connection?.send({ type: 'cancel', slot, batches });
   }
 
   /**

@@ -22,8 +22,53 @@ export const PROGRESS = Object.freeze({
    * time limit is in play, whichever channel the batch came through.
    */
   watching: 4,
-  length: 5,
+  /**
+   * Cancels published by the main thread (each batch id written to the ring, then this bumped;
+   * a halt bumps it too). The thread compares it with what it has read before every job and
+   * every batch: one Atomics.load, and a cancel reaches it even while a synchronous job holds its
+   * event loop, so it cannot read the message that also carries the cancel.
+   */
+  cancels: 5,
+  /** 1 once this instance's session is over: no batch runs any more, queued or arriving. */
+  halted: 6,
+  /** First of CANCEL_RING words: the last cancelled batch ids, at `count % CANCEL_RING`. */
+  cancelRing: 7,
+  length: 7 + 64,
 });
+
+/**
+ * Slots of the cancel ring. An id overwritten before the thread read it is not lost: the cancel
+ * also travels as a message, read once the thread's event loop is free; the ring only makes it early.
+ */
+export const CANCEL_RING = 64;
+
+/** Main thread: publishes that `batch` is cancelled (it is the ring's only writer). */
+export function publishCancel(progress: Int32Array<ArrayBufferLike>, batch: number): void {
+  const count = Atomics.load(progress, PROGRESS.cancels);
+  Atomics.store(progress, PROGRESS.cancelRing + (count & (CANCEL_RING - 1)), batch);
+  Atomics.store(progress, PROGRESS.cancels, (count + 1) | 0);
+}
+
+/** Main thread: no batch of this instance is to run any more (its session is over). */
+export function publishHalt(progress: Int32Array<ArrayBufferLike>): void {
+  Atomics.store(progress, PROGRESS.halted, 1);
+  Atomics.add(progress, PROGRESS.cancels, 1);
+}
+
+/**
+ * Thread: calls `cancelled` with each batch id published since `seen` (the newest CANCEL_RING of
+ * them, if more), and returns the new count to remember. Counts wrap as int32; the difference stays right.
+ */
+export function readCancels(progress: Int32Array<ArrayBufferLike>, seen: number, cancelled: (batch: number) => void): number {
+  const count = Atomics.load(progress, PROGRESS.cancels);
+  const fresh = Math.min((count - seen) | 0, CANCEL_RING);
+  for (let i = fresh; i > 0; i--) {
+    const batch = Atomics.load(progress, PROGRESS.cancelRing + ((count - i) & (CANCEL_RING - 1)));
+    // (A halt bumps the count without writing a slot: what it finds there is an older id, or 0, no batch's.)
+    if (batch !== 0) cancelled(batch);
+  }
+  return count;
+}
 
 /** Counters the thread bumps per results part (BigInt64Array over a SharedArrayBuffer): the daemon's status reads them. */
 export const COUNTERS = Object.freeze({ jobsDone: 0, jobErrors: 1, length: 2 });
@@ -49,7 +94,7 @@ export interface DataConfig {
 export type ToInstance =
   | { kind: 'init'; code: ShippedCode; flushMs: number; progress: SharedArrayBuffer; counters: SharedArrayBuffer; bundlePath?: string; data?: DataConfig }
   | { kind: 'batch'; batch: number; payload: Uint8Array; timeoutMs?: number }
-  | { kind: 'cancel'; batches: number[] | 'all' }
+  | { kind: 'cancel'; batches: number[] }
   | { kind: 'cleanup' };
 
 /** Instance thread → daemon main thread. */

@@ -8,7 +8,7 @@ import { format } from 'node:util';
 import { performance } from 'node:perf_hooks';
 import { ProtocolError, createCodec, serializeError, truncateText, type DataEndpoint, type Message, type SerializedError } from '@mapscale/protocol';
 import { explainScopeError, restoreWorkFunction, type RestoredWorkFunction } from './restore.js';
-import { COUNTERS, PROGRESS, type DataConfig, type FromInstance, type ToInstance } from './instance-protocol.js';
+import { COUNTERS, PROGRESS, readCancels, type DataConfig, type FromInstance, type ToInstance } from './instance-protocol.js';
 import { DataListener } from './data-listener.js';
 import { fitResultsFrame } from './result-frame.js';
 import { packEachJob } from './result-encoding.js';
@@ -24,8 +24,22 @@ let counters: BigInt64Array<ArrayBufferLike> = new BigInt64Array(COUNTERS.length
 /** Batches arrive while one runs (from the main thread or the data connection); answered strictly in arrival order. */
 const queue: ToInstance[] = [];
 let draining = false;
-/** Batches nobody waits for any more: skipped if queued, stopped between jobs if running. */
-const cancelled = new Set<number>();
+/** The batch being run, or 0. */
+let running = 0;
+/** The running batch was cancelled: it stops before its next job. */
+let stopRunning = false;
+/** This instance's session is over (the main thread said so through shared memory): no batch runs any more. */
+let halted = false;
+/** How many cancels the main thread had published when this thread last looked (PROGRESS.cancels). */
+let cancelsSeen = 0;
+/**
+ * Batches cancelled through shared memory before their jobs reached this thread (still in a socket
+ * or port it has not read): dropped when they come. Bounded: one that never comes (it had finished
+ * when the cancel was sent) must not stay forever, and past the bound the cancel message that
+ * follows its jobs still drops it, only later.
+ */
+const cancelledAhead = new Set<number>();
+const CANCELLED_AHEAD_MAX = 1024;
 
 function post(message: FromInstance, transfer?: ArrayBuffer[]): void {
   port.postMessage(message, transfer);
@@ -100,12 +114,14 @@ function startBatch(batch: number, timeoutMs: number | undefined): void {
 }
 
 function endBatch(): void {
+  running = 0;
   Atomics.store(progress, PROGRESS.batch, 0);
   Atomics.store(progress, PROGRESS.limitMs, 0);
 }
 
 async function runBatch(batch: number, payload: Uint8Array, timeoutMs: number | undefined): Promise<void> {
-  if (cancelled.delete(batch)) return;
+  if (Atomics.load(progress, PROGRESS.cancels) !== cancelsSeen) takeSharedCancels();
+  if (halted || (cancelledAhead.size > 0 && cancelledAhead.delete(batch))) return;
   // Decoding from a Buffer view makes msgpack bin values Buffers again (from a bare Uint8Array they would not be).
   const jobs = codec.unpack(Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength)) as unknown[];
   const fn = restored!.instance;
@@ -121,6 +137,8 @@ async function runBatch(batch: number, payload: Uint8Array, timeoutMs: number | 
     errors = undefined;
     sliceStart = now;
   };
+  running = batch;
+  stopRunning = false;
   startBatch(batch, timeoutMs);
   // Reading the clock before every job costs ~8% of a trivial job; while jobs are fast it is read
   // every `stride` jobs instead, and every job again as soon as they are not.
@@ -135,8 +153,9 @@ async function runBatch(batch: number, payload: Uint8Array, timeoutMs: number | 
       stride = now - lastCheck < flushMs / 64 ? Math.min(stride * 2, 64) : 1;
       lastCheck = now;
     }
-    if (cancelled.size > 0 && cancelled.has(batch)) {
-      cancelled.delete(batch);
+    // One shared-memory read per job: a cancel gets here even while every job is synchronous.
+    if (Atomics.load(progress, PROGRESS.cancels) !== cancelsSeen) takeSharedCancels();
+    if (stopRunning) {
       endBatch();
       return;
     }
@@ -202,14 +221,41 @@ async function drain(): Promise<void> {
   draining = false;
 }
 
+/**
+ * A cancel message, read in order behind the jobs it names (on the data connection, or relayed by
+ * the main thread): drops those queued, stops the running one. 'all': the data connection closed.
+ */
 function cancel(batches: number[] | 'all'): void {
   const drop = batches === 'all' ? null : new Set(batches);
   for (let i = queue.length - 1; i >= 0; i--) {
     const queued = queue[i]!;
     if (queued.kind === 'batch' && (drop === null || drop.has(queued.batch))) queue.splice(i, 1);
   }
-  const running = progress[PROGRESS.batch]!;
-  if (running !== 0 && (drop === null || drop.has(running))) cancelled.add(running);
+  if (running !== 0 && (drop === null || drop.has(running))) stopRunning = true;
+}
+
+/** Reads what the main thread published since last time: cancelled batch ids, and the halt. */
+function takeSharedCancels(): void {
+  cancelsSeen = readCancels(progress, cancelsSeen, cancelAhead);
+  if (!halted && Atomics.load(progress, PROGRESS.halted) === 1) {
+    halted = true;
+    cancel('all');
+  }
+}
+
+/** A batch cancelled through shared memory: its jobs may not even have reached this thread yet. */
+function cancelAhead(batch: number): void {
+  if (batch === running) {
+    stopRunning = true;
+    return;
+  }
+  const at = queue.findIndex((queued) => queued.kind === 'batch' && queued.batch === batch);
+  if (at >= 0) {
+    queue.splice(at, 1);
+    return;
+  }
+  cancelledAhead.add(batch);
+  if (cancelledAhead.size > CANCELLED_AHEAD_MAX) cancelledAhead.delete(cancelledAhead.values().next().value!);
 }
 
 function enqueue(message: ToInstance): void {

@@ -1,6 +1,6 @@
 import type { Worker } from 'node:worker_threads';
 import { serializeError, type DataEndpoint, type SerializedError, type ShippedCode } from '@mapscale/protocol';
-import { COUNTERS, PROGRESS, type DataConfig, type FromInstance, type ToInstance } from './instance-protocol.js';
+import { COUNTERS, PROGRESS, publishCancel, publishHalt, type DataConfig, type FromInstance, type ToInstance } from './instance-protocol.js';
 
 type ResultsFromInstance = Extract<FromInstance, { kind: 'results' }>;
 export type OutputFromInstance = Extract<FromInstance, { kind: 'output' }>;
@@ -121,9 +121,20 @@ export class WorkerInstance {
     this.#send({ kind: 'batch', batch, payload: own, timeoutMs }, [own.buffer as ArrayBuffer]);
   }
 
-  /** Drops queued batches and stops a running one between jobs. */
-  cancel(batches: number[] | 'all'): void {
+  /**
+   * Drops these batches if queued, and stops one that runs between its jobs. Through shared memory
+   * first, which the thread reads between jobs even while a synchronous job keeps it from reading
+   * messages; then as a message, which gets there whatever happened to the ring.
+   */
+  cancel(batches: number[]): void {
+    if (this.#exited) return;
+    for (const batch of batches) publishCancel(this.#progress, batch);
     this.#send({ kind: 'cancel', batches });
+  }
+
+  /** The session is over: every queued or arriving batch is dropped, a running one stops between jobs. */
+  halt(): void {
+    publishHalt(this.#progress);
   }
 
   /** Runs cleanup() if setup succeeded; resolves to its failure, or null. Then ends the thread. */

@@ -86,7 +86,7 @@ export class CoordinatorSession {
     if (this.#state === 'closed') return this.#ended;
     if (this.#state === 'serving') this.#connection.send({ type: 'goodbye', reason: 'the daemon is stopping' });
     this.#state = 'shutting-down';
-    for (const instance of this.#instances) instance.cancel('all');
+    for (const instance of this.#instances) instance.halt();
     await this.#cleanupInstances(graceMs);
     this.#connection.end();
     return this.#ended;
@@ -361,6 +361,8 @@ export class CoordinatorSession {
 
   async #onShutdown(): Promise<void> {
     this.#state = 'shutting-down';
+    // Nothing is waited for any more (a forced shutdown left batches queued): cleanup() need not wait behind them.
+    for (const instance of this.#instances) instance.halt();
     const errors = await this.#cleanupInstances();
     this.#connection.send({ type: 'shutdown-done', errors });
     this.#connection.end();
@@ -388,7 +390,7 @@ export class CoordinatorSession {
     else this.#log.debug({ event: 'disconnected' });
     // A coordinator that went away without shutdown still gets its instances' cleanup() run,
     // after what it had queued is dropped: nobody waits for those results.
-    for (const instance of this.#instances) instance.cancel('all');
+    for (const instance of this.#instances) instance.halt();
     await this.#cleanupInstances();
     this.#resolveEnded();
   }
