@@ -1,9 +1,10 @@
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { AbortError, Processor, ProcessorClosedError } from 'mapscale';
 import { waitFor, withDaemons } from './helpers/daemon.js';
+import { within } from './helpers/bounded.js';
 import { tempDir } from './helpers/files.js';
+import { noteAndSpin, spinJobs as spinJobsOf, startedJobs as started } from './fixtures/spin-work.js';
 
 /**
  * Issue 12, item 6: a cancel used to reach an instance thread only through its event loop, which a
@@ -12,45 +13,9 @@ import { tempDir } from './helpers/files.js';
  * memory, checked between jobs and before every batch.
  */
 
-interface SpinJob {
-  index: number;
-  /** Each job appends its index here when it starts. */
-  file: string;
-  ms: number;
-}
-
-/** Notes its start, then holds its thread (and its event loop) for `ms`. Shipped by value. */
-function noteAndSpin(job: SpinJob): number {
-  const fs = process.getBuiltinModule('node:fs');
-  fs.appendFileSync(job.file, `${job.index}\n`);
-  const end = Date.now() + job.ms;
-  while (Date.now() < end) { /* a synchronous job: no await, no I/O */ }
-  return job.index;
-}
-
 const JOB_MS = 300;
 const WORKERS = 2;
-
-function started(file: string): number[] {
-  try {
-    return readFileSync(file, 'utf8').split('\n').filter((line) => line !== '').map(Number);
-  } catch {
-    return [];
-  }
-}
-
-function spinJobs(file: string, count: number, first = 0): SpinJob[] {
-  return Array.from({ length: count }, (_, i) => ({ index: first + i, file, ms: JOB_MS }));
-}
-
-/** A bounded wait: a hang becomes a failure naming what hung. */
-function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    promise,
-    new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} did not settle within ${ms} ms`)), ms))),
-  ]).finally(() => clearTimeout(timer));
-}
+const spinJobs = (file: string, count: number, first = 0) => spinJobsOf(file, count, JOB_MS, first);
 
 /**
  * After the stop at `startedAtStop` starts, at most one more job per instance may have started

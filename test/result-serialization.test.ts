@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { JobError, Processor, ResultSerializationError, type Settled } from 'mapscale';
 import { withDaemons } from './helpers/daemon.js';
+import { within } from './helpers/bounded.js';
 
 /**
  * Issue 12, item 1: a result msgpack cannot carry used to kill its instance thread, which was
@@ -27,15 +28,6 @@ function unserializable(job: string): unknown {
     case 'huge-bigint': return { n: 2n ** 200n };
     default: return { ok: job };
   }
-}
-
-/** A bounded wait: a hang becomes a failure naming what hung. */
-function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    promise,
-    new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} did not settle within ${ms} ms`)), ms))),
-  ]).finally(() => clearTimeout(timer));
 }
 
 function causeOf(settled: Settled<unknown> | undefined): Error & { code?: string; path?: string; valueType?: string } {
