@@ -10,5 +10,5 @@ export {
 export { LocalDaemonError } from './local-daemon.js';
 export {
   MapScaleError, ProtocolError, FrameTooLargeError, ProtocolVersionError, AuthenticationError,
-  ConnectionClosedError, ConnectError, RemoteProtocolError, NotADaemonError, MAPSCALE_VERSION, PROTOCOL_VERSION,
+  ConnectionClosedError, ConnectError, RemoteProtocolError, NotADaemonError, CleanupTimeoutError, MAPSCALE_VERSION, PROTOCOL_VERSION,
 } from '@mapscale/protocol';

@@ -52,6 +52,13 @@ export interface ProcessorOptions {
    * where data ports are firewalled by dropping packets, so each attempt waits out connectTimeoutMs).
    */
   dataConnections?: boolean;
+  /**
+   * At shutdown, how long each worker instance's cleanup() may run (and, after `force`, a job still
+   * running before it) before its thread is terminated; shutdown() then rejects with a CleanupError
+   * whose entries are CleanupTimeoutErrors. A daemon that does not answer at all is given up on
+   * after about twice this.
+   */
+  cleanupTimeoutMs?: number;
 }
 
 /** PEM text. The daemon's certificate is always verified. */
@@ -96,6 +103,7 @@ export interface ResolvedProcessorOptions {
   tls: ProcessorTlsOptions | undefined;
   maxFrameBytes: number;
   dataConnections: boolean;
+  cleanupTimeoutMs: number;
 }
 
 export const DEFAULT_PROCESSOR_OPTIONS = Object.freeze({
@@ -115,6 +123,7 @@ export const DEFAULT_PROCESSOR_OPTIONS = Object.freeze({
   tls: undefined,
   maxFrameBytes: DEFAULT_LIMITS.maxFrameBytes,
   dataConnections: true,
+  cleanupTimeoutMs: 10_000,
 });
 
 function checkPositiveInteger(name: string, value: unknown): void {
@@ -141,7 +150,7 @@ export function resolveProcessorOptions(options: ProcessorOptions = {}): Resolve
   checkPositiveInteger('connectTimeoutMs', options.connectTimeoutMs);
   checkPositiveInteger('chunkSize', options.chunkSize);
   checkPositiveInteger('localStartTimeoutMs', options.localStartTimeoutMs);
-  for (const name of ['jobTimeoutMs', 'heartbeatIntervalMs', 'heartbeatTimeoutMs', 'reconnectDelayMs', 'maxReconnectDelayMs', 'window'] as const) {
+  for (const name of ['jobTimeoutMs', 'heartbeatIntervalMs', 'heartbeatTimeoutMs', 'reconnectDelayMs', 'maxReconnectDelayMs', 'window', 'cleanupTimeoutMs'] as const) {
     checkPositiveInteger(name, options[name]);
   }
   if (options.workerOutput !== undefined && !['stderr', 'logger', 'off'].includes(options.workerOutput)) {

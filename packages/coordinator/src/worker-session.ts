@@ -8,7 +8,8 @@ import {
 import {
   ReplyWaiter, explainHandshakeFailure, openConnection, refusalError, type DaemonAddress, type FramedConnection,
 } from '@mapscale/transport';
-import type { ProcessorTlsOptions } from './options.js';
+import { DEFAULT_PROCESSOR_OPTIONS, type ProcessorTlsOptions } from './options.js';
+import { answerWithin, shutdownAnswerDeadlineMs, unansweredCleanups } from './shutdown-deadline.js';
 import { HeartbeatTimeoutError, SetupError } from './errors.js';
 import { Heartbeat } from './session/heartbeat.js';
 import { DataConnections } from './session/data-connections.js';
@@ -49,6 +50,8 @@ export interface WorkerSessionOptions {
   maxFrameBytes?: number;
   /** Attach to the data endpoints the daemon offers (default true). */
   dataConnections?: boolean;
+  /** Sent with `shutdown` (absent: the daemon's own); the answer is awaited about twice that. */
+  cleanupTimeoutMs?: number;
 }
 
 /**
@@ -228,9 +231,15 @@ export class WorkerSession extends EventEmitter<WorkerSessionEvents> {
       return [];
     }
     this.#state = 'shutting-down';
-    connection.send({ type: 'shutdown' });
-    const reply = await this.#replies.wait((m) => m.type === 'shutdown-done');
+    const { cleanupTimeoutMs = DEFAULT_PROCESSOR_OPTIONS.cleanupTimeoutMs } = this.#options;
+    connection.send({ type: 'shutdown', cleanupTimeoutMs });
+    const deadline = shutdownAnswerDeadlineMs(cleanupTimeoutMs);
+    const reply = await answerWithin(this.#replies.wait((m) => m.type === 'shutdown-done'), deadline);
     this.#data.detachAll();
+    if (reply === undefined) {
+      connection.destroy();
+      return unansweredCleanups(this.#slots, deadline);
+    }
     connection.end();
     return (reply as { errors: { slot: number; error: SerializedError }[] }).errors
       .map(({ slot, error }) => ({ slot, error: deserializeError(error) }));

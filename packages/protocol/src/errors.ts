@@ -125,3 +125,19 @@ export class NotADaemonError extends MapScaleError {
     super(`${address} is not a MapScale daemon (it answered with ${received}): check the address and port`, options);
   }
 }
+
+/**
+ * (In a CleanupError's `errors`.) An instance did not finish in time when its session ended:
+ * `waitingFor` says on what. `'cleanup'`: its cleanup() ran past `timeoutMs`; `'running job'` or
+ * `'setup'`: a job (or setup()) still ran after `timeoutMs`, so cleanup() never started; either
+ * way its thread was terminated. `'daemon'`: the daemon did not answer shutdown within `timeoutMs`,
+ * and the coordinator closed its connection.
+ */
+export class CleanupTimeoutError extends MapScaleError {
+  override readonly code = 'MS_CLEANUP_TIMEOUT';
+  constructor(readonly timeoutMs: number, readonly waitingFor: 'cleanup' | 'running job' | 'setup' | 'daemon') {
+    super(waitingFor === 'cleanup' ? `cleanup() did not finish within ${timeoutMs} ms; the instance's thread was terminated`
+      : waitingFor === 'daemon' ? `the daemon did not answer shutdown within ${timeoutMs} ms; its connection was closed`
+        : `${waitingFor === 'setup' ? 'setup()' : 'a job'} still ran ${timeoutMs} ms after the session ended, so cleanup() did not run; the instance's thread was terminated`);
+  }
+}

@@ -249,6 +249,17 @@ export interface ResultsMessage {
 /** Coordinator → daemon: run cleanup() on every instance of this session, then close. */
 export interface ShutdownMessage {
   type: 'shutdown';
+  /**
+   * How long each instance's cleanup() may take (and, after a forced shutdown, a job still running
+   * before it) before its thread is terminated; absent: the daemon's --cleanup-timeout-ms.
+   */
+  cleanupTimeoutMs?: number;
+}
+
+/** A shutdown's `cleanupTimeoutMs` as the daemon honours it: a positive integer of ms, else undefined (the daemon's own). */
+export function requestedCleanupTimeout(message: ShutdownMessage): number | undefined {
+  const ms = message.cleanupTimeoutMs;
+  return typeof ms === 'number' && Number.isInteger(ms) && ms > 0 ? ms : undefined;
 }
 
 /** Daemon → coordinator: cleanup ran; each failure is reported, none swallowed. */
@@ -313,6 +324,11 @@ function hasKind(value: unknown, kind: FieldKind): boolean {
   }
 }
 
+/** Optional fields whose kind is checked when present (the rest are checked where they are read). */
+const OPTIONAL_FIELDS: Partial<Record<MessageType, Record<string, FieldKind>>> = {
+  shutdown: { cleanupTimeoutMs: 'number' },
+};
+
 /**
  * Checks that a decoded frame is a known message with the fields its type requires.
  * Anything else is a ProtocolError: peers never act on a half-understood message.
@@ -329,6 +345,15 @@ export function validateMessage(value: unknown): Message {
   for (const name in fields) {
     if (!hasKind((value as Record<string, unknown>)[name], fields[name]!)) {
       throw new ProtocolError(`message "${type}" lacks a valid "${name}" (${fields[name]})`);
+    }
+  }
+  const optional = OPTIONAL_FIELDS[type as MessageType];
+  if (optional !== undefined) {
+    for (const name in optional) {
+      const field = (value as Record<string, unknown>)[name];
+      if (field !== undefined && !hasKind(field, optional[name]!)) {
+        throw new ProtocolError(`message "${type}" has an invalid "${name}" (not a ${optional[name]})`);
+      }
     }
   }
   return value as Message;

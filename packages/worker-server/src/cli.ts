@@ -36,8 +36,9 @@ const argv = yargs(hideBin(process.argv))
   .option('max-frame-bytes', { type: 'number', default: D.maxFrameBytes, describe: 'largest frame accepted after authentication' })
   .option('cache-dir', { type: 'string', default: D.cacheDir, describe: 'where work-function bundles are cached (external imports resolve from here upwards)' })
   .option('cache-max-bytes', { type: 'number', default: D.cacheMaxBytes, describe: 'bound of the bundle cache; least recently used bundles go first' })
-  .option('stop-grace-ms', { type: 'number', default: D.stopGraceMs, describe: 'on SIGTERM, how long running jobs may finish before cleanup' })
+  .option('stop-grace-ms', { type: 'number', default: D.stopGraceMs, describe: 'on SIGTERM or a coordinator lost, how long a running job may finish before its thread is terminated' })
   .option('stop-deadline-ms', { type: 'number', default: D.stopDeadlineMs, describe: 'a stopping daemon exits at most this long after --stop-grace-ms, whatever cleanup() still runs (a second SIGTERM: at once)' })
+  .option('cleanup-timeout-ms', { type: 'number', default: D.cleanupTimeoutMs, describe: 'on SIGTERM or a coordinator lost, how long cleanup() may run before its thread is terminated' })
   .option('exit-with-parent', { type: 'boolean', default: false, hidden: true, describe: 'stop when stdin closes (for daemons a coordinator starts)' })
   .epilogue('Status of a running daemon: mapscale-worker status host:port [--secret-file F] [--tls-ca F] [--json]')
   .version(MAPSCALE_VERSION)
@@ -118,6 +119,7 @@ try {
     cacheMaxBytes: argv['cache-max-bytes'],
     stopGraceMs: argv['stop-grace-ms'],
     stopDeadlineMs: argv['stop-deadline-ms'],
+    cleanupTimeoutMs: argv['cleanup-timeout-ms'],
     logger,
   };
   await runDaemonProcess(options, argv['exit-with-parent'] ? { parentPid: PARENT_PID } : null);

@@ -102,6 +102,8 @@ export type FromInstance =
   | { kind: 'ready'; data?: DataEndpoint }
   | { kind: 'setup-failed'; error: SerializedError }
   | { kind: 'results'; batch: number; offset: number; count: number; payload: Uint8Array; errors?: [number, SerializedError][]; busyMs: number; final: boolean }
+  /** The thread reached the cleanup request (no job runs any more) and calls cleanup() now. */
+  | { kind: 'cleanup-started' }
   | { kind: 'cleaned'; error?: SerializedError }
   /** What user code printed; `forwarded`: already sent to the coordinator on the data connection (the daemon only logs it). */
   | { kind: 'output'; stream: 'stdout' | 'stderr'; text: string; phase: 'setup' | 'call' | 'cleanup'; batch?: number; jobOffset?: number; forwarded: boolean }

@@ -200,6 +200,8 @@ async function handle(message: ToInstance): Promise<void> {
     case 'cleanup': {
       phase = 'cleanup';
       closeData();
+      // From here cleanup() runs under its own time bound, no longer a job's grace.
+      post({ kind: 'cleanup-started' });
       try {
         await restored?.instance.cleanup?.();
         post({ kind: 'cleaned' });

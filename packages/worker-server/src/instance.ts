@@ -1,5 +1,5 @@
 import type { Worker } from 'node:worker_threads';
-import { serializeError, type DataEndpoint, type SerializedError, type ShippedCode } from '@mapscale/protocol';
+import { CleanupTimeoutError, serializeError, type DataEndpoint, type SerializedError, type ShippedCode } from '@mapscale/protocol';
 import { COUNTERS, PROGRESS, publishCancel, publishHalt, type DataConfig, type FromInstance, type ToInstance } from './instance-protocol.js';
 
 type ResultsFromInstance = Extract<FromInstance, { kind: 'results' }>;
@@ -67,6 +67,7 @@ export class WorkerInstance {
         case 'results': return events.results(slot, message);
         case 'output': return events.output(slot, message);
         case 'watch': return this.#startWatchdog();
+        case 'cleanup-started': return this.#cleanupStarted?.();
         case 'data-attached': case 'data-refused': case 'data-closed': return events.data(slot, message);
         default: this.#waiters.shift()?.(message);
       }
@@ -137,25 +138,34 @@ export class WorkerInstance {
     publishHalt(this.#progress);
   }
 
-  /** Runs cleanup() if setup succeeded; resolves to its failure, or null. Then ends the thread. */
-  async cleanup(graceMs = Infinity): Promise<SerializedError | null> {
-    let failure: SerializedError | null = null;
-    // A session closed mid-setup still owes cleanup() to the instances whose setup succeeds.
-    await this.#setupDone;
-    if (this.#setUp && !this.#exited) {
-      let timer: NodeJS.Timeout | undefined;
-      const overdue = new Promise<'overdue'>((resolve) => {
-        if (Number.isFinite(graceMs)) timer = setTimeout(() => resolve('overdue'), graceMs).unref();
-      });
-      const reply = await Promise.race([this.#request({ kind: 'cleanup' }), overdue]);
-      clearTimeout(timer);
-      if (reply === 'overdue') failure = serializeError(new Error(`cleanup did not finish within ${graceMs} ms (the instance was still busy or cleanup hung)`));
-      else if (reply?.kind === 'cleaned' && reply.error) failure = reply.error;
-      else if (reply === null) failure = serializeError(new Error('worker instance thread exited before cleanup finished'));
-    }
+  /**
+   * Runs cleanup() if setup succeeded, then ends the thread; resolves to the failure, or null.
+   * Work still going (setup(), or a job: every batch is dropped by then, see halt) gets `jobGraceMs`
+   * to end, then cleanup() gets `cleanupTimeoutMs`; past either, the thread is terminated and the
+   * failure is a CleanupTimeoutError. So no session's end waits on user code forever.
+   */
+  async cleanup(bounds: CleanupBounds): Promise<SerializedError | null> {
+    const failure = await this.#cleanupWithin(bounds);
     await this.terminate();
     return failure;
   }
+
+  async #cleanupWithin({ jobGraceMs, cleanupTimeoutMs }: CleanupBounds): Promise<SerializedError | null> {
+    const graceEnds = performance.now() + jobGraceMs;
+    // A session closed mid-setup still owes cleanup() to the instances whose setup succeeds.
+    if (await within(this.#setupDone, jobGraceMs) === OVERDUE) return timedOut(jobGraceMs, 'setup');
+    if (!this.#setUp || this.#exited) return null;
+    const started = new Promise<void>((resolve) => (this.#cleanupStarted = resolve));
+    const cleaned = this.#request({ kind: 'cleanup' });
+    if (await within(Promise.race([started, cleaned]), graceEnds - performance.now()) === OVERDUE) return timedOut(jobGraceMs, 'running job');
+    const reply = await within(cleaned, cleanupTimeoutMs);
+    if (reply === OVERDUE) return timedOut(cleanupTimeoutMs, 'cleanup');
+    if (reply === null) return serializeError(new Error('worker instance thread exited before cleanup finished'));
+    return reply.kind === 'cleaned' && reply.error ? reply.error : null;
+  }
+
+  /** Set while a cleanup waits for the thread to reach it (the thread says `cleanup-started`). */
+  #cleanupStarted: (() => void) | null = null;
 
   async terminate(): Promise<void> {
     this.#exited = true;
@@ -227,6 +237,33 @@ export class WorkerInstance {
   #flushWaiters(): void {
     for (const waiter of this.#waiters.splice(0)) waiter(null);
   }
+}
+
+/** How long an instance's end may wait on user code (see WorkerInstance.cleanup). */
+export interface CleanupBounds {
+  jobGraceMs: number;
+  cleanupTimeoutMs: number;
+}
+
+const OVERDUE = Symbol('overdue');
+
+/** `promise`'s value, or OVERDUE once `ms` have passed first (Infinity: no bound). */
+async function within<T>(promise: Promise<T>, ms: number): Promise<T | typeof OVERDUE> {
+  if (!Number.isFinite(ms)) return promise;
+  let timer: NodeJS.Timeout | undefined;
+  const overdue = new Promise<typeof OVERDUE>((resolve) => (timer = setTimeout(() => resolve(OVERDUE), Math.max(0, ms)).unref()));
+  try {
+    return await Promise.race([promise, overdue]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function timedOut(timeoutMs: number, waitingFor: 'cleanup' | 'running job' | 'setup'): SerializedError {
+  const error = serializeError(new CleanupTimeoutError(timeoutMs, waitingFor));
+  // Its stack is the daemon's timer: nothing of the user's.
+  delete error.stack;
+  return error;
 }
 
 /** How often a time limit of `limitMs` is checked: a tenth of it, within 5–250 ms. */

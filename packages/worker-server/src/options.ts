@@ -21,7 +21,10 @@ export interface WorkerServerOptions {
   maxFrameBytes?: number;
   /** An instance hands back finished results of a batch once they have waited this long. */
   resultFlushMs?: number;
-  /** On SIGTERM/close: how long running jobs may take to finish before cleanup() is forced. */
+  /**
+   * When a session ends without its coordinator waiting (SIGTERM, or a coordinator that vanished):
+   * how long a job still running may take to finish; past it, the instance's thread is terminated.
+   */
   stopGraceMs?: number;
   /**
    * A daemon process that is stopping (SIGTERM, SIGINT, or for a local daemon its app gone) exits at
@@ -29,6 +32,11 @@ export interface WorkerServerOptions {
    * returns must not keep it alive. What it gave up on is logged (`stop-overdue`).
    */
   stopDeadlineMs?: number;
+  /**
+   * How long an instance's cleanup() may take before its thread is terminated, for sessions whose
+   * coordinator vanished and on SIGTERM; a coordinator's shutdown asks for its own (`cleanupTimeoutMs`).
+   */
+  cleanupTimeoutMs?: number;
   /** Where work-function bundles are cached; bare imports they leave external resolve from here upwards. */
   cacheDir?: string;
   /** Bound of the bundle cache; least recently used bundles are evicted past it. */
@@ -101,6 +109,7 @@ export const DEFAULT_WORKER_SERVER_OPTIONS: Readonly<Omit<ResolvedWorkerServerOp
   resultFlushMs: 5,
   stopGraceMs: 10_000,
   stopDeadlineMs: 10_000,
+  cleanupTimeoutMs: 10_000,
   cacheDir: resolve('.mapscale-cache'),
   cacheMaxBytes: 256 * 1024 * 1024,
   insecure: false,
@@ -129,6 +138,7 @@ export function resolveWorkerServerOptions(options: WorkerServerOptions, logger:
   positiveInteger('maxFrameBytes', merged.maxFrameBytes, 1024);
   positiveInteger('stopGraceMs', merged.stopGraceMs, 0);
   positiveInteger('stopDeadlineMs', merged.stopDeadlineMs, 0);
+  positiveInteger('cleanupTimeoutMs', merged.cleanupTimeoutMs);
   if (!(merged.resultFlushMs >= 0)) throw new WorkerServerConfigError(`option "resultFlushMs" must be ≥ 0, got ${merged.resultFlushMs}`);
   if (merged.secret !== undefined && merged.secret.length === 0) {
     throw new WorkerServerConfigError('option "secret" is empty: give a non-empty secret, or none');

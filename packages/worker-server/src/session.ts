@@ -4,11 +4,11 @@ import {
   AuthenticationError, ProtocolError, ProtocolVersionError, MapScaleError,
   computeProof, createNonce, localVersions, nodeMismatch, verifyProof, versionMismatch,
   serializeError, peerFrameLimit,
-  type AuthMessage, type CancelMessage, type HelloMessage, type JobsMessage, type Message, type SetupMessage, type SerializedError,
-  type ShippedCode, type BundleMessage, type DataEndpoint, isAuthRefusal,
+  type AuthMessage, type CancelMessage, type HelloMessage, type JobsMessage, type Message, type SetupMessage, type SerializedError, type ShutdownMessage,
+  type ShippedCode, type BundleMessage, type DataEndpoint, isAuthRefusal, requestedCleanupTimeout,
 } from '@mapscale/protocol';
 import type { FramedConnection } from '@mapscale/transport';
-import { WorkerInstance, type DataEventFromInstance, type InstanceDeath } from './instance.js';
+import { WorkerInstance, type CleanupBounds, type DataEventFromInstance, type InstanceDeath } from './instance.js';
 import type { DataConfig } from './instance-protocol.js';
 import type { BundleCache } from './bundle-cache.js';
 import type { DaemonStats } from './daemon-stats.js';
@@ -80,14 +80,14 @@ export class CoordinatorSession {
 
   /**
    * Daemon stopping: tell the coordinator to send this session's jobs elsewhere, drop what is
-   * queued, let running jobs finish within `graceMs`, run cleanup(), close.
+   * queued, let running jobs finish within `graceMs`, run cleanup() (within --cleanup-timeout-ms), close.
    */
   async stop(graceMs: number): Promise<void> {
     if (this.#state === 'closed') return this.#ended;
     if (this.#state === 'serving') this.#connection.send({ type: 'goodbye', reason: 'the daemon is stopping' });
     this.#state = 'shutting-down';
     for (const instance of this.#instances) instance.halt();
-    await this.#cleanupInstances(graceMs);
+    await this.#cleanupInstances({ jobGraceMs: graceMs, cleanupTimeoutMs: this.#options.cleanupTimeoutMs });
     this.#connection.end();
     return this.#ended;
   }
@@ -125,7 +125,7 @@ export class CoordinatorSession {
         if (this.#state !== 'awaiting-hello' && this.#state !== 'awaiting-auth') this.#connection.send({ type: 'pong', seq: message.seq });
         return;
       case 'shutdown':
-        if (this.#state === 'serving' || this.#state === 'authenticated') return void this.#onShutdown();
+        if (this.#state === 'serving' || this.#state === 'authenticated') return void this.#onShutdown(message);
         if (this.#state === 'shutting-down') return;
         return void this.#unexpected(message);
       case 'error':
@@ -359,23 +359,26 @@ export class CoordinatorSession {
 
   // Shutdown: cleanup() on every instance, report each failure, close.
 
-  async #onShutdown(): Promise<void> {
+  async #onShutdown(message: ShutdownMessage): Promise<void> {
     this.#state = 'shutting-down';
     // Nothing is waited for any more (a forced shutdown left batches queued): cleanup() need not wait behind them.
     for (const instance of this.#instances) instance.halt();
-    const errors = await this.#cleanupInstances();
+    // The coordinator's own bound (it waits for the answer about twice that): for a job a forced
+    // shutdown left running, then for cleanup().
+    const timeoutMs = requestedCleanupTimeout(message) ?? this.#options.cleanupTimeoutMs;
+    const errors = await this.#cleanupInstances({ jobGraceMs: timeoutMs, cleanupTimeoutMs: timeoutMs });
     this.#connection.send({ type: 'shutdown-done', errors });
     this.#connection.end();
   }
 
   /** Runs at most once per session, whichever of shutdown, disconnect or daemon stop comes first. */
-  #cleanupInstances(graceMs = Infinity): Promise<{ slot: number; error: SerializedError }[]> {
-    this.#cleanup ??= this.#runCleanup(graceMs);
+  #cleanupInstances(bounds: CleanupBounds): Promise<{ slot: number; error: SerializedError }[]> {
+    this.#cleanup ??= this.#runCleanup(bounds);
     return this.#cleanup;
   }
 
-  async #runCleanup(graceMs: number): Promise<{ slot: number; error: SerializedError }[]> {
-    const results = await Promise.all(this.#instances.map(async (instance) => ({ slot: instance.slot, error: await instance.cleanup(graceMs) })));
+  async #runCleanup(bounds: CleanupBounds): Promise<{ slot: number; error: SerializedError }[]> {
+    const results = await Promise.all(this.#instances.map(async (instance) => ({ slot: instance.slot, error: await instance.cleanup(bounds) })));
     const errors = results.filter((r): r is { slot: number; error: NonNullable<typeof r.error> } => r.error !== null);
     for (const { slot, error } of errors) this.#log.error({ event: 'cleanup-failed', slot, error });
     this.#log.info({ event: 'cleaned-up', instances: this.#instances.length, failures: errors.length });
@@ -391,7 +394,7 @@ export class CoordinatorSession {
     // A coordinator that went away without shutdown still gets its instances' cleanup() run,
     // after what it had queued is dropped: nobody waits for those results.
     for (const instance of this.#instances) instance.halt();
-    await this.#cleanupInstances();
+    await this.#cleanupInstances({ jobGraceMs: Infinity, cleanupTimeoutMs: this.#options.cleanupTimeoutMs });
     this.#resolveEnded();
   }
 }

@@ -187,6 +187,7 @@ export class WorkerPool {
         tls: endpoint.local ? undefined : this.#options.tls,
         maxFrameBytes: this.#options.maxFrameBytes,
         dataConnections: this.#options.dataConnections,
+        cleanupTimeoutMs: this.#options.cleanupTimeoutMs,
       });
       endpoint.session = session;
       endpoint.retiring = false;
