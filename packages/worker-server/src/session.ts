@@ -392,9 +392,11 @@ export class CoordinatorSession {
     if (error) this.#log.warn({ event: 'disconnected', code: error.code, reason: error.message });
     else this.#log.debug({ event: 'disconnected' });
     // A coordinator that went away without shutdown still gets its instances' cleanup() run,
-    // after what it had queued is dropped: nobody waits for those results.
+    // after what it had queued is dropped: nobody waits for those results. A job still running
+    // gets --stop-grace-ms, cleanup() --cleanup-timeout-ms: a vanished coordinator must not leave
+    // its threads burning CPU.
     for (const instance of this.#instances) instance.halt();
-    await this.#cleanupInstances({ jobGraceMs: Infinity, cleanupTimeoutMs: this.#options.cleanupTimeoutMs });
+    await this.#cleanupInstances({ jobGraceMs: this.#options.stopGraceMs, cleanupTimeoutMs: this.#options.cleanupTimeoutMs });
     this.#resolveEnded();
   }
 }
