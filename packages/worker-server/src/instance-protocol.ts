@@ -25,7 +25,7 @@ export const PROGRESS = Object.freeze({
   /**
    * Cancels published by the main thread (each batch id written to the ring, then this bumped;
    * a halt bumps it too). The thread compares it with what it has read before every job and
-   * every batch: one Atomics.load, and a cancel reaches it even while a synchronous job holds its
+   * every batch: one read, and a cancel reaches it even while a synchronous job holds its
    * event loop, so it cannot read the message that also carries the cancel.
    */
   cancels: 5,
