@@ -109,6 +109,6 @@ describe('cleanup() that never returns', function () {
     expect(new CleanupTimeoutError(5, 'cleanup').code).to.equal('MS_CLEANUP_TIMEOUT');
     const exit = await runDaemonToExit(['--port', '0', '--cleanup-timeout-ms', '0']);
     expect(exit.code).to.equal(1);
-    expect((exit.logs.find((l) => l.event === 'start-failed') as { err: { code: string } }).err.code).to.equal('MS_INVALID_OPTION');
+    expect((exit.logs.find((l) => l.event === 'start-failed') as { err: { code: string } }).err.code).to.equal('MS_DAEMON_CONFIG');
   });
 });

@@ -134,7 +134,7 @@ export class NotADaemonError extends MapScaleError {
  * and the coordinator closed its connection.
  */
 export class CleanupTimeoutError extends MapScaleError {
-  override readonly code = 'MS_CLEANUP_TIMEOUT';
+  static override readonly code = 'MS_CLEANUP_TIMEOUT';
   constructor(readonly timeoutMs: number, readonly waitingFor: 'cleanup' | 'running job' | 'setup' | 'daemon') {
     super(waitingFor === 'cleanup' ? `cleanup() did not finish within ${timeoutMs} ms; the instance's thread was terminated`
       : waitingFor === 'daemon' ? `the daemon did not answer shutdown within ${timeoutMs} ms; its connection was closed`
