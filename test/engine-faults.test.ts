@@ -3,20 +3,12 @@ import { join } from 'node:path';
 import { expect } from 'chai';
 import { NoWorkersError, Processor, type WorkerEvent } from 'mapscale';
 import { DiesThenSlowSetup, Sleeper } from './fixtures/recovery-work.js';
+import { within } from './helpers/bounded.js';
 import { waitFor, withDaemons } from './helpers/daemon.js';
 import { tempDir } from './helpers/files.js';
 
 /** Fast failure detection, as in faults.test.ts. */
 const quick = { heartbeatIntervalMs: 200, heartbeatTimeoutMs: 1000, reconnectDelayMs: 100, maxReconnectDelayMs: 500 };
-
-/** `promise`, or a rejection saying what hung once `ms` passed: a hang becomes a failure, not a stuck suite. */
-function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout;
-  const hang = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`hung: ${what} did not settle within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, hang]).finally(() => clearTimeout(timer));
-}
 
 /** Blocks this process's event loop for `ms`, as a synchronous computation in an app does. */
 function blockEventLoop(ms: number): void {
