@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { JobError, Processor, ResultSerializationError, type Settled } from 'mapscale';
+import { JobError, MapScaleError, Processor, ResultSerializationError, type Settled } from 'mapscale';
 import { withDaemons } from './helpers/daemon.js';
 import { within } from './helpers/bounded.js';
 
@@ -56,6 +56,9 @@ for (const dataConnections of [true, false]) {
             const cause = causeOf(settled[index]);
             expect(cause.name).to.equal('ResultSerializationError');
             expect(cause.code).to.equal('MS_RESULT_NOT_SERIALIZABLE');
+            // Raised on the worker, it still is what the app imports: the brand travels with it.
+            expect(cause).to.be.instanceOf(ResultSerializationError);
+            expect(cause).to.be.instanceOf(MapScaleError);
             expect(((settled[index] as { reason: unknown }).reason as JobError).jobIndex).to.equal(index);
           }
           expect(causeOf(settled[1])).to.include({ path: 'result', valueType: 'symbol' });

@@ -1,3 +1,4 @@
+import { errorBrand } from './errors.js';
 import { Packr, Unpackr, addExtension } from 'msgpackr';
 
 /** The msgpackr extension type of errors ('e'): its own, redefined below to carry the stack too. */
@@ -81,7 +82,15 @@ export interface SerializedError {
   /** Own enumerable properties (e.g. `code`, `errno`), kept where msgpack can carry them. */
   props?: Record<string, unknown>;
   cause?: SerializedError | { value: unknown };
+  /**
+   * The codes of the MapScale error classes it was an instance of (their `Symbol.for` brands), so
+   * that `instanceof ResultSerializationError` holds for one a worker raised, as for one raised here.
+   */
+  brands?: string[];
 }
+
+const BRAND_PREFIX = 'mapscale.error.';
+const MAX_BRANDS = 16;
 
 const MAX_CAUSE_DEPTH = 8;
 
@@ -115,6 +124,9 @@ export function serializeError(error: unknown, depth = 0): SerializedError {
     stack: typeof error.stack === 'string' ? truncateText(error.stack, ERROR_LIMITS.textChars) : undefined,
   };
   if (Object.keys(props).length > 0) out.props = props;
+  const brands = Object.getOwnPropertySymbols(error).flatMap((symbol) =>
+    symbol.description?.startsWith(BRAND_PREFIX) && Symbol.for(symbol.description) === symbol ? [symbol.description.slice(BRAND_PREFIX.length)] : []);
+  if (brands.length > 0) out.brands = brands.slice(0, MAX_BRANDS);
   if ('cause' in error && error.cause !== undefined && depth < MAX_CAUSE_DEPTH) {
     out.cause = error.cause instanceof Error ? serializeError(error.cause, depth + 1) : { value: boundedProps([['value', error.cause]]).value };
   }
@@ -151,6 +163,11 @@ export function deserializeError(data: SerializedError): Error {
   Object.defineProperty(error, 'name', { value: data.name, enumerable: false, writable: true, configurable: true });
   if (data.stack !== undefined) error.stack = data.stack;
   if (data.props) Object.assign(error, data.props);
+  if (Array.isArray(data.brands)) {
+    for (const code of data.brands.slice(0, MAX_BRANDS)) {
+      if (typeof code === 'string' && code.length <= 64) Object.defineProperty(error, errorBrand(code), { value: true });
+    }
+  }
   if (data.cause) {
     const cause = 'value' in data.cause ? data.cause.value : deserializeError(data.cause as SerializedError);
     Object.defineProperty(error, 'cause', { value: cause, enumerable: false, writable: true, configurable: true });
