@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { JobSerializationError, MapScaleError, Processor, WorkFunction } from 'mapscale';
-import { encodeJobs, findCulprit } from '../packages/coordinator/dist/job-encoding.js';
+import { findUnserializable } from '@mapscale/protocol';
+import { encodeJobs } from '../packages/coordinator/dist/job-encoding.js';
 
 /** Counts the jobs its instance was given: job 'count' answers how many came before it. */
 class Counter extends WorkFunction<unknown, unknown> {
@@ -52,7 +53,7 @@ describe('jobs that cannot be serialized', () => {
     try {
       const symbol = (await rejection(mapper.map(['a', { tags: new Set(['x', Symbol('mine')]) }]))) as JobSerializationError;
       expect(symbol).to.be.instanceOf(JobSerializationError);
-      expect([symbol.jobIndex, symbol.path, symbol.valueType]).to.deep.equal([1, 'job.tags (Set element #1)', 'symbol']);
+      expect([symbol.jobIndex, symbol.path, symbol.valueType]).to.deep.equal([1, 'job.tags.values()[1]', 'symbol']);
       const cycle = (await rejection(mapper.map([circular()]))) as JobSerializationError;
       expect(cycle).to.be.instanceOf(JobSerializationError);
       expect([cycle.jobIndex, cycle.path, cycle.valueType]).to.deep.equal([0, 'job.list[1].inner.parent', 'circular']);
@@ -122,7 +123,7 @@ describe('jobs that cannot be serialized', () => {
     it('reports a job nested too deeply to pack without a path, and overflows no stack itself', () => {
       let deep: unknown = 0;
       for (let i = 0; i < 200_000; i++) deep = [deep];
-      expect(findCulprit(deep)).to.equal(undefined);
+      expect(findUnserializable(deep, 'job')).to.equal(undefined);
       const error = encodeJobs([deep], 0) as JobSerializationError;
       expect(error).to.be.instanceOf(JobSerializationError);
       expect(error.path).to.equal(undefined);
@@ -131,7 +132,7 @@ describe('jobs that cannot be serialized', () => {
 
     it('lets shared (not circular) references through', () => {
       const shared = { x: 1 };
-      expect(findCulprit({ a: shared, b: [shared, shared] })).to.equal(undefined);
+      expect(findUnserializable({ a: shared, b: [shared, shared] }, 'job')).to.equal(undefined);
       expect(Buffer.isBuffer(encodeJobs([{ a: shared, b: shared }], 0))).to.equal(true);
     });
   });

@@ -8,3 +8,4 @@ export * from './message-codec.js';
 export * from './handshake.js';
 export * from './client-handshake.js';
 export * from './peer-start.js';
+export * from './unserializable.js';
