@@ -18,6 +18,12 @@ const parentPid = process.ppid;
 /** How long a stopping local daemon gives running jobs, then cleanup(), before it exits anyway. */
 const LOCAL_STOP_GRACE_MS = 1000;
 const LOCAL_STOP_DEADLINE_MS = 4000;
+/**
+ * cleanup() of an app that is gone gets this long, inside the stop deadline: its thread is then
+ * terminated and the daemon exits cleanly (0), rather than being cut off by the deadline (1). An app
+ * that calls shutdown() sends its own cleanupTimeoutMs, which applies instead.
+ */
+const LOCAL_CLEANUP_TIMEOUT_MS = 2500;
 
 const workers = Number(process.argv[2]);
 const spares = new SpareThreads(Number.isInteger(workers) && workers > 0 ? workers : 0);
@@ -43,5 +49,6 @@ await runDaemonProcess({
   // then, and its app's user expects it gone within seconds (not the CLI's 20 s), cleanup() or not.
   stopGraceMs: LOCAL_STOP_GRACE_MS,
   stopDeadlineMs: LOCAL_STOP_DEADLINE_MS,
+  cleanupTimeoutMs: LOCAL_CLEANUP_TIMEOUT_MS,
   logger,
 }, { parentPid }, spares);
