@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import type { SerializedError } from '@mapscale/protocol';
 import {
-  MapRun, Scheduler, type Batch, type JobFailure, type ResultOutcome, type SchedulerTuning, type SlotLoss,
+  MapRun, Scheduler, type Batch, type JobFailure, type ResultOutcome, type SchedulerTuning, type SlotLoss, type RunView,
 } from '../packages/coordinator/dist/scheduler.js';
 import { ArrayResults, OrderedResults, type Settled } from '../packages/coordinator/dist/result-stores.js';
 import type { RunOptions } from '../packages/coordinator/dist/map-run.js';
@@ -269,7 +269,7 @@ describe('Scheduler faults', () => {
       const run = countingRun(1, jobsOf(30), { settle: true, maxJobRetries: 0 });
       s.addRun(run);
       const failed: JobFailure[] = [];
-      const completed: MapRun[] = [];
+      const completed: RunView[] = [];
       // Job errors in two parts, and a crash: none of them stops the run.
       const [a, b] = mirror.dispatch();
       let outcome = answer(s, a!, 5, { errors: [[3, remoteError('e3')], [1, remoteError('e1')]] });
@@ -481,8 +481,8 @@ describe('Scheduler faults', () => {
 });
 
 /** Dispatches and answers (the running batch of a busy slot, in full) until nothing is in flight. */
-function drainMirror(mirror: SlotMirror): MapRun[] {
-  const completed: MapRun[] = [];
+function drainMirror(mirror: SlotMirror): RunView[] {
+  const completed: RunView[] = [];
   for (let guard = 0; guard < 100_000; guard++) {
     mirror.dispatch();
     const busy = mirror.busySlots();
@@ -529,9 +529,9 @@ function simulateFaults(seed: number): void {
 
   const runCount = 2 + int(3);
   const records: RunRecord[] = [];
-  const byRun = new Map<MapRun, RunRecord>();
+  const byRun = new Map<RunView, RunRecord>();
   /** Jobs a 'timeout' loss named, per run. */
-  const timedOut = new Map<MapRun, Set<number>>();
+  const timedOut = new Map<RunView, Set<number>>();
   const stale: Batch[] = [];
   const context = () => `seed ${seed}, tuning ${JSON.stringify(tuning)}`;
 
@@ -551,7 +551,7 @@ function simulateFaults(seed: number): void {
           break;
         case 'crash':
           expect(failure.attempts, context()).to.equal(failure.run.options.maxJobRetries + 1);
-          expect(failure.run.crashes.get(failure.jobIndex), context()).to.equal(failure.attempts);
+          expect((failure.run as MapRun).crashes.get(failure.jobIndex), context()).to.equal(failure.attempts);
           break;
         case 'timeout':
           expect(timedOut.get(failure.run)?.has(failure.jobIndex), `job ${failure.jobIndex} never timed out: ${context()}`).to.equal(true);
@@ -607,7 +607,8 @@ function simulateFaults(seed: number): void {
     }
 
     for (const batch of mirror.dispatch()) {
-      const run = batch.run;
+      // White-box: the run's own record, which only the scheduler changes.
+      const run = batch.run as MapRun;
       expect(run.status, context()).to.equal('running');
       expect(batch.start, context()).to.be.below(batch.end);
       expect(batch.end, context()).to.be.at.most(run.fetched);
@@ -753,7 +754,7 @@ function poisonByDisconnect(seed: number, settle: boolean): void {
   s.addRun(run);
   const context = `seed ${seed}, poison ${poison}, maxJobRetries ${maxJobRetries}, tuning ${JSON.stringify(tuning)}`;
   const failures: JobFailure[] = [];
-  const completed: MapRun[] = [];
+  const completed: RunView[] = [];
   let soloCrashes = 0;
 
   for (let step = 0; run.status === 'running'; step++) {
@@ -827,7 +828,7 @@ function poisonByCrash(maxJobRetries: number, seed: number): void {
   const run = countingRun(1, jobsOf(total), { settle: true, maxJobRetries });
   s.addRun(run);
   const failures: JobFailure[] = [];
-  const completed: MapRun[] = [];
+  const completed: RunView[] = [];
   let crashes = 0;
   for (let step = 0; run.status === 'running'; step++) {
     if (step > 100_000) throw new Error('stuck');
@@ -880,7 +881,7 @@ function lazyWindow(window: number, total: number, seed: number): void {
   expect(s.addRun(run)).to.deep.equal(NOTHING);
   let fed = 0;
   let ended = false;
-  const completed: MapRun[] = [];
+  const completed: RunView[] = [];
   for (let step = 0; run.status === 'running'; step++) {
     if (step > 200_000) throw new Error('stuck');
     const full = run.fetched >= run.lowestUnanswered + window;

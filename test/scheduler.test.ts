@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import type { SerializedError } from '@mapscale/protocol';
-import { MapRun, Scheduler, type Batch, type ResultOutcome, type SchedulerTuning, type SlotLoss } from '../packages/coordinator/dist/scheduler.js';
+import { MapRun, Scheduler, type Batch, type ResultOutcome, type SchedulerTuning, type SlotLoss, type RunView } from '../packages/coordinator/dist/scheduler.js';
 import { ArrayResults } from '../packages/coordinator/dist/result-stores.js';
 import { prng } from './helpers/prng.js';
 import { answer, jobsOf, randomTuning, remoteError, scheduler, seeded, size, work } from './helpers/scheduler.js';
@@ -36,9 +36,9 @@ function countBy<T>(items: readonly T[]): Map<T, number> {
  * Dispatches and answers everything until no batch is left, answering in the order `pick` chooses.
  * `inFlight` holds batches the test dispatched itself and has not answered in full yet.
  */
-function drain(s: Scheduler, pick: (inFlight: Batch[]) => Batch = (b) => b[0]!, inFlight: Batch[] = []): { dispatched: Batch[]; completed: MapRun[] } {
+function drain(s: Scheduler, pick: (inFlight: Batch[]) => Batch = (b) => b[0]!, inFlight: Batch[] = []): { dispatched: Batch[]; completed: RunView[] } {
   const dispatched: Batch[] = [];
-  const completed: MapRun[] = [];
+  const completed: RunView[] = [];
   for (let guard = 0; guard < 100_000; guard++) {
     const fresh = s.nextDispatches();
     dispatched.push(...fresh);
@@ -805,8 +805,8 @@ function simulate(seed: number): void {
 
   const runCount = 1 + int(3);
   const runs: MapRun[] = [];
-  const answeredBy = new Map<MapRun, number[]>();
-  const completed: MapRun[] = [];
+  const answeredBy = new Map<RunView, number[]>();
+  const completed: RunView[] = [];
   const addRun = () => {
     const total = rand() < 0.1 ? 0 : 1 + int(250);
     const run = new MapRun(runs.length + 1, Array.from({ length: total }, () => int(1_000_000)));
@@ -834,7 +834,7 @@ function simulate(seed: number): void {
       expect(batch.run.status, context()).to.equal('running');
       expect(batch.start, context()).to.be.at.least(0);
       expect(batch.start, context()).to.be.below(batch.end);
-      expect(batch.end, context()).to.be.at.most(batch.run.total);
+      expect(batch.end, context()).to.be.at.most((batch.run as MapRun).total);
       expect(batch.received).to.equal(0);
       for (const other of live.values()) {
         if (other.run !== batch.run) continue;

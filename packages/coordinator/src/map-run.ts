@@ -80,8 +80,27 @@ class AnsweredRanges {
   }
 }
 
+/**
+ * What the rest of the coordinator may see of a run: the scheduler owns MapRun and alone changes
+ * it (events in, decisions out); everything else reads through this.
+ */
+export interface RunView {
+  readonly id: number;
+  readonly status: RunStatus;
+  readonly options: Readonly<RunOptions>;
+  readonly results: ResultStore;
+  /** Jobs answered so far (failures of a settling run included). */
+  readonly done: number;
+  /** Jobs read from the input so far. */
+  readonly fetched: number;
+  readonly exhausted: boolean;
+  /** Whether the feeder should read more input now. */
+  readonly wantsJobs: boolean;
+  jobs(start: number, end: number): unknown[];
+}
+
 /** One `map`/`imap` call as the scheduler sees it. */
-export class MapRun {
+export class MapRun implements RunView {
   readonly id: number;
   readonly options: RunOptions;
   readonly results: ResultStore;

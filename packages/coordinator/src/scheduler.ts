@@ -1,9 +1,10 @@
 import type { SerializedError } from '@mapscale/protocol';
-import { MapRun, type RunStatus } from './map-run.js';
+import { MapRun, type RunOptions, type RunStatus, type RunView } from './map-run.js';
+import type { ResultStore } from './result-stores.js';
 import { RunQueue } from './run-queue.js';
 import { batchSizeFor, creditFor } from './batch-sizing.js';
 
-export { MapRun, type RunStatus } from './map-run.js';
+export { MapRun, type RunStatus, type RunView } from './map-run.js';
 
 /**
  * Which jobs go to which worker slot, what is in flight, what is sent again after a loss, and
@@ -45,10 +46,11 @@ export const DEFAULT_SCHEDULER_TUNING: Readonly<SchedulerTuning> = Object.freeze
   maxBatchJobs: 50_000,
 });
 
+/** A batch as the scheduler hands it out: its run only to be read. */
 export interface Batch {
   readonly id: number;
   readonly slotId: number;
-  readonly run: MapRun;
+  readonly run: RunView;
   readonly start: number;
   readonly end: number;
   /** Results received so far, counted from `start`. */
@@ -60,10 +62,15 @@ export interface Batch {
   readonly suspect: boolean;
 }
 
+/** The scheduler's own record of a batch, with the run it may change. */
+interface OwnBatch extends Batch {
+  readonly run: MapRun;
+}
+
 interface SlotState {
   readonly id: number;
   /** In dispatch order: the first is the one running, the others wait on the worker. */
-  readonly inFlight: Batch[];
+  readonly inFlight: OwnBatch[];
   inFlightBytes: number;
   /** Measured time from sending a message to this slot's worker to its answer; 0 until measured. */
   roundTripMs: number;
@@ -76,7 +83,7 @@ interface SlotState {
 export type FailureKind = 'error' | 'crash' | 'timeout';
 
 export interface JobFailure {
-  run: MapRun;
+  run: RunView;
   jobIndex: number;
   slotId: number;
   kind: FailureKind;
@@ -88,7 +95,7 @@ export interface JobFailure {
 
 export interface ResultOutcome {
   /** Runs whose every job is now answered. */
-  completed: MapRun[];
+  completed: RunView[];
   /** Failed jobs; a run that does not settle has failed with its first. */
   failed: JobFailure[];
   /** Batches dropped because their run failed: the engine tells their workers to drop them too. */
@@ -110,6 +117,11 @@ export type SlotLoss =
 
 const EWMA_WEIGHT = 0.3;
 
+/** Every RunView the scheduler is given back is one of its own MapRuns (openRun made it). */
+function own(view: RunView): MapRun {
+  return view as MapRun;
+}
+
 function emptyOutcome(): ResultOutcome {
   return { completed: [], failed: [], cancelled: [] };
 }
@@ -127,12 +139,13 @@ function validErrorIndices(errors: [number, SerializedError][], count: number): 
 export class Scheduler {
   readonly #tuning: SchedulerTuning;
   readonly #slots = new Map<number, SlotState>();
-  readonly #batches = new Map<number, Batch>();
+  readonly #batches = new Map<number, OwnBatch>();
   /** Runs not yet ended, and per run its batches in flight: a run's end touches only its own. */
-  readonly #runs = new Map<MapRun, Set<Batch>>();
+  readonly #runs = new Map<MapRun, Set<OwnBatch>>();
   /** Runs that may have jobs to hand out, oldest first. */
   readonly #queue = new RunQueue();
   #nextBatchId = 1;
+  #nextRunId = 1;
   /**
    * What the last runs measured: a new map of the same work function starts from it instead of
    * ramping up from nothing (most apps map similar jobs again and again).
@@ -221,6 +234,16 @@ export class Scheduler {
     }
   }
 
+  /**
+   * A new run (one map/imap call) over `jobs` (an array: the whole input; undefined: fed with
+   * onJobRead and inputEnded), its results put in `results`. Only the scheduler changes it: the
+   * caller gets a view.
+   */
+  openRun(jobs: readonly unknown[] | undefined, options: Partial<RunOptions>, results: ResultStore): { run: RunView; outcome: ResultOutcome } {
+    const run = new MapRun(this.#nextRunId++, jobs, options, results);
+    return { run, outcome: this.addRun(run) };
+  }
+
   addRun(run: MapRun): ResultOutcome {
     run.perJobMs ??= this.#prior.perJobMs;
     run.perJobBytes ??= this.#prior.perJobBytes;
@@ -234,7 +257,8 @@ export class Scheduler {
   }
 
   /** The engine read `job` from a streamed run's input: it may be handed out. */
-  onJobRead(run: MapRun, job: unknown): void {
+  onJobRead(view: RunView, job: unknown): void {
+    const run = own(view);
     run.pushJob(job);
     if (run.status === 'running') this.#queue.add(run);
   }
@@ -243,12 +267,14 @@ export class Scheduler {
    * The caller took results of a streamed run: with its backlog below the window again, the run
    * may hand out more jobs.
    */
-  onConsumed(run: MapRun): void {
+  onConsumed(view: RunView): void {
+    const run = own(view);
     if (run.status === 'running') this.#queue.add(run);
   }
 
   /** The run's input ended; it may be complete already. */
-  inputEnded(run: MapRun): ResultOutcome {
+  inputEnded(view: RunView): ResultOutcome {
+    const run = own(view);
     run.endInput();
     if (run.status === 'running' && run.isComplete) {
       this.endRun(run, 'succeeded');
@@ -258,7 +284,8 @@ export class Scheduler {
   }
 
   /** The engine encoded `count` jobs of `run` into `bytes`: feeds batch sizing and memory bounds. */
-  observeEncoded(run: MapRun, bytes: number, count: number): void {
+  observeEncoded(view: RunView, bytes: number, count: number): void {
+    const run = own(view);
     if (count <= 0) return;
     const sample = bytes / count;
     run.perJobBytes = run.perJobBytes === undefined ? sample : run.perJobBytes + EWMA_WEIGHT * (sample - run.perJobBytes);
@@ -269,7 +296,8 @@ export class Scheduler {
    * Stops handing out a run's jobs. Its batches still in flight are forgotten (late results for
    * them are dropped) and returned, so the engine can tell the workers to drop them too.
    */
-  endRun(run: MapRun, status: Exclude<RunStatus, 'running'>): Batch[] {
+  endRun(view: RunView, status: Exclude<RunStatus, 'running'>): Batch[] {
+    const run = own(view);
     if (run.status !== 'running') return [];
     run.status = status;
     run.retry.length = 0;
@@ -409,7 +437,7 @@ export class Scheduler {
     }
   }
 
-  #retire(batch: Batch): void {
+  #retire(batch: OwnBatch): void {
     this.#batches.delete(batch.id);
     this.#runs.get(batch.run)?.delete(batch);
     const slot = this.#slots.get(batch.slotId);
@@ -454,7 +482,7 @@ export class Scheduler {
       (slot.inFlight.length === 0 || slot.inFlightBytes < this.#tuning.maxInFlightBytesPerSlot);
   }
 
-  #dispatch(slot: SlotState, run: MapRun): Batch {
+  #dispatch(slot: SlotState, run: MapRun): OwnBatch {
     let start: number;
     let end: number;
     let suspect = false;
@@ -478,7 +506,7 @@ export class Scheduler {
       run.next = end;
     }
     const estimatedBytes = (run.perJobBytes ?? 0) * (end - start);
-    const batch: Batch = { id: this.#nextBatchId++, slotId: slot.id, run, start, end, received: 0, busyMs: 0, estimatedBytes, suspect };
+    const batch: OwnBatch = { id: this.#nextBatchId++, slotId: slot.id, run, start, end, received: 0, busyMs: 0, estimatedBytes, suspect };
     this.#batches.set(batch.id, batch);
     this.#runs.get(run)?.add(batch);
     slot.inFlight.push(batch);

@@ -1,6 +1,6 @@
 import { deserializeError } from '@mapscale/protocol';
 import { AbortError, InputError, JobError, JobTimeoutError, ProcessorClosedError, WorkerCrashedError } from '../errors.js';
-import { MapRun, type Scheduler, type JobFailure, type ResultOutcome } from '../scheduler.js';
+import type { JobFailure, ResultOutcome, RunView, Scheduler } from '../scheduler.js';
 import { ArrayResults, OrderedResults, UnorderedResults, type ResultStore } from '../result-stores.js';
 import type { ResolvedProcessorOptions } from '../options.js';
 import type { Dispatcher } from './dispatch.js';
@@ -15,7 +15,7 @@ export interface RunRequest {
 
 /** One map/imap call: its run, where its input comes from, and who waits for it. */
 interface RunHandle {
-  readonly run: MapRun;
+  readonly run: RunView;
   readonly input: Iterator<unknown> | AsyncIterator<unknown> | null;
   feeding: boolean;
   error: Error | null;
@@ -53,9 +53,8 @@ export class Calls {
   readonly #scheduler: Scheduler;
   readonly #dispatcher: Dispatcher;
   readonly #options: ResolvedProcessorOptions;
-  readonly #handles = new Map<MapRun, RunHandle>();
+  readonly #handles = new Map<RunView, RunHandle>();
   readonly #inProgress = new Set<Promise<unknown>>();
-  #nextRunId = 1;
 
   constructor(owner: CallsOwner, scheduler: Scheduler, dispatcher: Dispatcher, options: ResolvedProcessorOptions) {
     this.#owner = owner;
@@ -173,7 +172,7 @@ export class Calls {
       maxJobRetries: this.#options.maxJobRetries,
       window: Array.isArray(jobs) ? Infinity : this.#options.window,
     };
-    const run = new MapRun(this.#nextRunId++, Array.isArray(jobs) ? jobs : undefined, options, store);
+    const { run, outcome } = this.#scheduler.openRun(Array.isArray(jobs) ? jobs : undefined, options, store);
     let input: Iterator<unknown> | AsyncIterator<unknown> | null = null;
     if (!Array.isArray(jobs)) {
       input = typeof (jobs as AsyncIterable<unknown>)[Symbol.asyncIterator] === 'function'
@@ -191,7 +190,7 @@ export class Calls {
       handle.detach = () => signal.removeEventListener('abort', onAbort);
     }
     this.#handles.set(run, handle);
-    this.settle(this.#scheduler.addRun(run));
+    this.settle(outcome);
     if (input) this.#resumeFeed(handle);
     this.#dispatcher.pump();
     return handle;
@@ -226,7 +225,7 @@ export class Calls {
   }
 
   /** Results of `run` arrived: report progress, wake its reader, read more of its input. */
-  answered(run: MapRun): void {
+  answered(run: RunView): void {
     const handle = this.#handles.get(run);
     if (!handle) return;
     handle.progress?.report(run);
@@ -238,7 +237,7 @@ export class Calls {
    * Ends a call before its jobs are all answered: `error` for its caller (null when the caller
    * itself stopped reading). Workers are told to drop its queued batches.
    */
-  abandon(run: MapRun, error: Error | null): void {
+  abandon(run: RunView, error: Error | null): void {
     const handle = this.#handles.get(run);
     if (!handle) return;
     this.#dispatcher.cancel(this.#scheduler.endRun(run, 'failed'));

@@ -1,4 +1,4 @@
-import type { MapRun } from '../map-run.js';
+import type { RunView } from '../map-run.js';
 
 /** `map(jobs, { onProgress })` is called with this, at most every PROGRESS_INTERVAL_MS and once at the end. */
 export interface MapProgress {
@@ -23,7 +23,7 @@ export class ProgressReporter {
     this.#callback = callback;
   }
 
-  report(run: MapRun, final = false): void {
+  report(run: RunView, final = false): void {
     const now = performance.now();
     if (!final && now - this.#last < PROGRESS_INTERVAL_MS) return;
     this.#last = now;
