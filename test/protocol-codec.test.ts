@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import {
   FrameTooLargeError,
   ProtocolError,
+  NUMBER_LIST_EXTENSION,
   createCodec,
   decodeMessage,
   deserializeError,
@@ -419,5 +420,44 @@ describe('serializeError with properties an envelope cannot carry', () => {
     for (const key of ['req', 'config', 'huge']) expect(props[key]).to.be.a('string').and.match(/^\[not serializable/);
     const thrown = decodeMessage(encodeMessage({ type: 'setup-failed', slot: 0, error: serializeError(2n ** 70n) }));
     expect((thrown as { error: { name: string } }).error.name).to.equal('NonErrorThrown');
+  });
+});
+
+describe('number lists (a batch of plain numbers as one ext value)', () => {
+  const codec = createCodec();
+  const special = [0, -0, 1, -1, 0.1, -1.5, 2 ** 31, -(2 ** 31) - 1, 2 ** 53 - 1, -(2 ** 53), 1e-300, 5e-324, 1.7976931348623157e308, NaN, Infinity, -Infinity];
+
+  it('packs a list of numbers as the N extension and reads it back exactly, -0 and NaN included', () => {
+    const values = Array.from({ length: 1000 }, (_, i) => special[i % special.length]! * (i % 3 === 0 ? 1 : 1 + i / 7));
+    const bytes = codec.packList(values);
+    expect(bytes[0], 'ext 32').to.equal(0xc9);
+    expect(bytes[5], 'extension type').to.equal(NUMBER_LIST_EXTENSION);
+    expect(bytes.length).to.equal(6 + 8 * values.length);
+    const back = codec.unpack(bytes) as number[];
+    expect(Array.isArray(back), 'a plain array, not a typed one').to.equal(true);
+    expect(back).to.have.length(values.length);
+    back.forEach((value, i) => expect(Object.is(value, values[i]), `value ${i}: ${value} vs ${values[i]}`).to.equal(true));
+  });
+
+  it('reads a list wherever a frame puts it, 8-aligned or not', () => {
+    const values = Array.from({ length: 64 }, (_, i) => i / 3);
+    const bytes = codec.packList(values);
+    for (let shift = 0; shift < 8; shift++) {
+      const holder = Buffer.alloc(bytes.length + shift);
+      bytes.copy(holder, shift);
+      expect(codec.unpack(holder.subarray(shift)), `shifted by ${shift}`).to.deep.equal(values);
+    }
+  });
+
+  it('leaves every other list to msgpack: a non-number anywhere, short lists', () => {
+    const numbers = Array.from({ length: 100 }, (_, i) => i);
+    const cases: unknown[][] = [
+      [...numbers, '1'], [...numbers, null], [...numbers, 1n], [...numbers, undefined], [...numbers, [1]], numbers.slice(0, 4),
+    ];
+    for (const list of cases) {
+      const bytes = codec.packList(list);
+      expect(bytes[5] === NUMBER_LIST_EXTENSION && bytes[0] === 0xc9, `list ending ${String(list.at(-1))}`).to.equal(false);
+      expect(codec.unpack(bytes)).to.deep.equal(list);
+    }
   });
 });

@@ -36,6 +36,14 @@ describe('values that jobs and results may be', () => {
     });
   });
 
+  it('carries lists of plain numbers exactly both ways (one number list per batch): -0, NaN, the infinities, the extremes', async () => {
+    const special = [0, -0, 0.1, -1.5, 2 ** 53 - 1, -(2 ** 53), 5e-324, 1.7976931348623157e308, NaN, Infinity, -Infinity];
+    const jobs = Array.from({ length: 5000 }, (_, i) => special[i % special.length]! * (i % 2 === 0 ? 1 : 1 + i / 1e4));
+    const results = await mapper.map(jobs);
+    expect(results).to.have.length(jobs.length);
+    results.forEach((value, i) => expect(Object.is(value, jobs[i]), `job ${i}: ${String(value)} vs ${jobs[i]}`).to.equal(true));
+  });
+
   it('keeps a Float64Array typed end to end, so the worker can do typed math on it', async () => {
     const sum = new Processor((a: Float64Array) => {
       if (!(a instanceof Float64Array)) throw new TypeError(`got ${Object.prototype.toString.call(a)}`);

@@ -15,7 +15,7 @@ const codec = createCodec({ refuseFunctions: true });
  */
 export function encodeJobs(jobs: unknown[], firstIndex: number): Buffer | JobSerializationError {
   try {
-    return codec.pack(jobs);
+    return codec.packList(jobs);
   } catch (error) {
     return whyNotSerializable(jobs, firstIndex, error);
   }

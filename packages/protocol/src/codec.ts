@@ -1,5 +1,6 @@
 import { errorBrand } from './errors.js';
 import { Packr, Unpackr, addExtension } from 'msgpackr';
+import { packNumberList } from './number-lists.js';
 
 /** The msgpackr extension type of errors ('e'): its own, redefined below to carry the stack too. */
 const ERROR_EXTENSION = 0x65;
@@ -65,13 +66,21 @@ function refuseFunction(fn: Function): never {
  * `refuseFunctions`: throw FunctionNotSerializable on a function, which msgpackr otherwise writes as
  * `undefined` (as JSON.stringify drops it), so the receiver would run on a value it was not sent.
  */
-export function createCodec(options: { refuseFunctions?: boolean } = {}): { pack(value: unknown): Buffer; unpack(bytes: Uint8Array): unknown } {
+export function createCodec(options: { refuseFunctions?: boolean } = {}): Codec {
   const packr = new Packr(options.refuseFunctions ? { ...CODEC_OPTIONS, writeFunction: refuseFunction as () => never } : CODEC_OPTIONS);
   const unpackr = new Unpackr(CODEC_OPTIONS);
   return {
     pack: (value) => packr.pack(value),
+    packList: (values) => packNumberList(values) ?? packr.pack(values),
     unpack: (bytes) => unpackr.unpack(bytes),
   };
+}
+
+export interface Codec {
+  pack(value: unknown): Buffer;
+  /** A batch's jobs or results: a list of plain numbers goes as one number list (number-lists.ts). */
+  packList(values: readonly unknown[]): Buffer;
+  unpack(bytes: Uint8Array): unknown;
 }
 
 /** An error as it travels: enough to rebuild name, message, stack, cause and own properties. */

@@ -9,3 +9,4 @@ export * from './handshake.js';
 export * from './client-handshake.js';
 export * from './peer-start.js';
 export * from './unserializable.js';
+export { NUMBER_LIST_EXTENSION, packNumberList } from './number-lists.js';

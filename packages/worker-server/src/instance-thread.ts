@@ -87,7 +87,7 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
 function sendResults(batch: number, offset: number, values: unknown[], errors: [number, SerializedError][] | undefined, busyMs: number, final: boolean): void {
   let payload: Buffer;
   try {
-    payload = codec.pack(values);
+    payload = codec.packList(values);
   } catch (error) {
     ({ payload, errors } = packEachJob(codec, values, errors, error));
   }

@@ -1,0 +1,52 @@
+import { addExtension } from 'msgpackr';
+
+/**
+ * A list of plain numbers — the jobs of most maps, and their results — travels as one msgpack ext
+ * value ('N', 0x4e) holding their float64s little-endian, 8 bytes each, instead of one msgpack value
+ * per number. Packing and unpacking it is a copy done by the engine's own builtins, fast from the
+ * very first batch: msgpackr's per-value paths need thousands of values before V8 optimizes them,
+ * which is most of a fresh process's first map (docs/ARCHITECTURE.md, "Cold start"). Exact: a
+ * float64 is what a JS number is, -0 and NaN included. Any other list takes msgpackr's usual path.
+ * The payload is still msgpack, and decodes through any codec of this module (the reader below).
+ */
+export const NUMBER_LIST_EXTENSION = 0x4e;
+
+/** Below this many, per-value msgpack is as fast and smaller: not worth a separate path. */
+const MIN_LENGTH = 16;
+const HEADER_BYTES = 6;
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+/** `values` packed as a number list, or undefined if it is not a list of numbers worth packing so. */
+export function packNumberList(values: readonly unknown[]): Buffer | undefined {
+  const length = values.length;
+  if (length < MIN_LENGTH || !LITTLE_ENDIAN) return undefined;
+  for (let i = 0; i < length; i++) if (typeof values[i] !== 'number') return undefined;
+  const bytes = length * 8;
+  // ext 32: 0xc9, length (uint32, big-endian), type, data. Data starts at an offset of 8 into an
+  // 8-aligned allocation, so the numbers are written through an aligned Float64Array.
+  const buffer = Buffer.allocUnsafeSlow(bytes + 8);
+  const out = buffer.subarray(8 - HEADER_BYTES);
+  out[0] = 0xc9;
+  out.writeUInt32BE(bytes, 1);
+  out[5] = NUMBER_LIST_EXTENSION;
+  new Float64Array(buffer.buffer, buffer.byteOffset + 8, length).set(values as number[]);
+  return out;
+}
+
+/** The reader: a plain array again (a typed array would not be what the app mapped). */
+function readNumberList(data: Uint8Array): number[] {
+  const length = data.byteLength >>> 3;
+  if (LITTLE_ENDIAN) {
+    // Where the frame put the data, it may not be 8-aligned: copied once, aligned.
+    const aligned = data.byteOffset % 8 === 0
+      ? new Float64Array(data.buffer, data.byteOffset, length)
+      : new Float64Array(data.buffer.slice(data.byteOffset, data.byteOffset + length * 8));
+    return Array.from(aligned);
+  }
+  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  const values = new Array<number>(length);
+  for (let i = 0; i < length; i++) values[i] = view.getFloat64(i * 8, true);
+  return values;
+}
+
+addExtension({ type: NUMBER_LIST_EXTENSION, unpack: readNumberList } as unknown as Parameters<typeof addExtension>[0]);
