@@ -57,9 +57,14 @@ export class Engine {
   #busy = 0;
   #forced = false;
 
-  constructor(code: ShippedCode, workers: readonly WorkerSpec[], options: ResolvedProcessorOptions,
+  /**
+   * `ship`: what workers get, made here after the workers' first attempts have begun, so that local
+   * workers load (a child daemon starting, or threads of this process) while this thread checks the
+   * code (module-scope analysis parses it). If it throws, they are stopped and so is the constructor.
+   */
+  constructor(ship: () => ShippedCode, workers: readonly WorkerSpec[], options: ResolvedProcessorOptions,
     emit: (event: EngineEventName, payload: WorkerEvent) => void = () => {}) {
-    this.#code = code;
+    this.#code = undefined as unknown as ShippedCode;
     this.#options = options;
     this.#emit = emit;
     this.#log = options.logger.child({ component: 'engine' });
@@ -90,7 +95,17 @@ export class Engine {
         if (endpoint) endpoint.stats.failures++;
       },
     }, this.#scheduler, this.#dispatcher, options);
-    this.#ready = this.#start(workers);
+    for (const spec of workers) this.#pool.add(spec);
+    const attempts = this.#pool.firstAttempts(() => this.#slots.size > 0);
+    try {
+      this.#code = ship();
+    } catch (error) {
+      this.#status = 'closed';
+      this.#pool.abortOpening();
+      void this.#pool.closeAll();
+      throw error;
+    }
+    this.#ready = this.#start(attempts);
     // Failures surface through map(); an unobserved start failure must not crash the app.
     this.#ready.catch(() => {});
   }
@@ -105,13 +120,12 @@ export class Engine {
 
   // ── Workers: joining, losing, coming back ───────────────────────────────
 
-  async #start(workers: readonly WorkerSpec[]): Promise<void> {
-    for (const spec of workers) this.#pool.add(spec);
+  async #start(attempts: Promise<Error[]>): Promise<void> {
     // Bundling runs while local daemons start (a Node process takes ~65 ms to come up) and daemons
     // are connected to and authenticated: only setup needs its result.
     this.#shipping = this.#bundleCode();
     this.#shipping.catch(() => {});
-    const failures = await this.#pool.firstAttempts(() => this.#slots.size > 0);
+    const failures = await attempts;
     const permanent = failures.find(isPermanent);
     if (permanent) throw permanent;
     if (this.#slots.size === 0 && failures.length > 0) throw failures.length === 1 ? failures[0] : new NoWorkersError(this.#lost);

@@ -12,12 +12,22 @@ export class LocalDaemonError extends MapScaleError {
 
 const STOP_GRACE_MS = 10_000;
 
+/** The local workers of `new Processor(fn, N)`: a daemon on loopback the pool starts and stops. */
+export interface LocalWorkers {
+  readonly secret: string;
+  /** The process its instances run in. */
+  readonly pid: number | undefined;
+  /** "127.0.0.1:port" once it listens; rejects with LocalDaemonError if it cannot start. */
+  readonly address: Promise<string>;
+  stop(): Promise<void>;
+}
+
 /**
  * A worker daemon child process the coordinator owns: started on loopback with a free port and a
  * one-off secret, stopped at shutdown. It also exits by itself if this process dies (its stdin closes),
  * so a crashed app leaves no daemon behind.
  */
-export class LocalDaemon {
+export class LocalDaemon implements LocalWorkers {
   readonly secret: string;
   #child: ChildProcess;
   #log: Logger;

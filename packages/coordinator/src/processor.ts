@@ -51,7 +51,7 @@ export class Processor<Job = unknown, Result = unknown> extends EventEmitter<Pro
     // Where the app made this Processor: a file to look for the work function's source in (see shipping).
     const calledAt: { stack?: string } = {};
     Error.captureStackTrace(calledAt, new.target);
-    this.#engine = new Engine(shipWorkFunction(workFn as never, calledAt.stack), where, this.#options, (event, payload) => {
+    this.#engine = new Engine(() => shipWorkFunction(workFn as never, calledAt.stack), where, this.#options, (event, payload) => {
       this.emit(event, payload);
     });
   }

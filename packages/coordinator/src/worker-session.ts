@@ -127,6 +127,8 @@ export class WorkerSession extends EventEmitter<WorkerSessionEvents> {
    * for it) and waits for every instance's setup().
    */
   async open(shipping: Promise<{ code: ShippedCode; bundle?: { hash: string; source: Uint8Array } }>): Promise<number> {
+    // Awaited only after the handshake; its failure is this session's (below), not an unhandled rejection meanwhile.
+    shipping.catch(() => {});
     const connection = await openConnection(this.address, this.#options.connectTimeoutMs, DEFAULT_LIMITS.preAuthFrameBytes, this.#options.tls, this.#opening.signal);
     this.#connection = connection;
     connection.unref();

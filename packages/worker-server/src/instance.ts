@@ -80,6 +80,11 @@ export class WorkerInstance {
     };
   }
 
+  /** Leaves the process free to exit while this instance lives (an embedded daemon's threads). */
+  unref(): void {
+    this.#worker.unref();
+  }
+
   #onTimeout: (error: Error) => void;
 
   get isSetUp(): boolean {

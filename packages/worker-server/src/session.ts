@@ -287,6 +287,8 @@ export class CoordinatorSession {
       },
       data: (s, event) => this.#onDataEvent(s, event),
     }, this.#spares.take());
+    // A 'message' listener refs a thread's port again: an embedded daemon's must stay unref'd.
+    if (this.#spares.unref) instance.unref();
     this.#stats.track(instance);
     return instance;
   }

@@ -8,11 +8,17 @@ import { entryPath } from './entry.js';
  */
 export class SpareThreads {
   readonly #count: number;
+  readonly #unref: boolean;
   #ready: Worker[] = [];
   #closed = false;
 
-  constructor(count: number) {
+  /**
+   * `unref`: for a daemon inside its coordinator's process (embedded), whose threads must not keep
+   * that process alive; the coordinator keeps it alive while a map runs.
+   */
+  constructor(count: number, { unref = false }: { unref?: boolean } = {}) {
     this.#count = count;
+    this.#unref = unref;
     this.refill();
   }
 
@@ -49,6 +55,13 @@ export class SpareThreads {
   }
 
   #spawn(): Worker {
-    return new Worker(entryPath('instance-thread'));
+    const worker = new Worker(entryPath('instance-thread'));
+    if (this.#unref) worker.unref();
+    return worker;
+  }
+
+  /** Whether its threads leave the process free to exit (an embedded daemon's). */
+  get unref(): boolean {
+    return this.#unref;
   }
 }

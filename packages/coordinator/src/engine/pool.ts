@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { AuthenticationError, NotADaemonError, ProtocolVersionError, type ShippedCode } from '@mapscale/protocol';
 import { parseAddress, TLSError, type DaemonAddress } from '@mapscale/transport';
-import { LocalDaemon } from '../local-daemon.js';
+import { LocalDaemon, type LocalWorkers } from '../local-daemon.js';
+import { InProcessDaemon } from '../in-process-daemon.js';
 import { SetupError, ShippingError } from '../errors.js';
 import { WorkerSession } from '../worker-session.js';
 import type { ResolvedProcessorOptions } from '../options.js';
@@ -48,7 +49,7 @@ export interface Endpoint {
   readonly localWorkers: number;
   label: string;
   address: DaemonAddress | null;
-  daemon: LocalDaemon | null;
+  daemon: LocalWorkers | null;
   session: WorkerSession | null;
   /** An attempt to bring it up is under way (connecting, handshaking, setting up, or a local daemon starting). */
   connecting: boolean;
@@ -172,7 +173,8 @@ export class WorkerPool {
     try {
       if (endpoint.local) {
         secret = randomBytes(32).toString('base64url');
-        endpoint.daemon = new LocalDaemon(endpoint.localWorkers, secret, this.#options.logger, this.#options.localStartTimeoutMs, this.#options.maxFrameBytes);
+        const Daemon = this.#options.inProcess ? InProcessDaemon : LocalDaemon;
+        endpoint.daemon = new Daemon(endpoint.localWorkers, secret, this.#options.logger, this.#options.localStartTimeoutMs, this.#options.maxFrameBytes);
         endpoint.address = parseAddress(await endpoint.daemon.address);
         endpoint.label = endpoint.address.label;
       }
