@@ -26,6 +26,10 @@ class CountingResults extends ArrayResults {
     this.puts.set(index, (this.puts.get(index) ?? 0) + 1);
     super.put(index, value);
   }
+  override putAll(first: number, values: readonly unknown[]): void {
+    for (let i = 0; i < values.length; i++) this.puts.set(first + i, (this.puts.get(first + i) ?? 0) + 1);
+    super.putAll(first, values);
+  }
 }
 
 function countingRun(id: number, jobs: readonly unknown[] | undefined, options: Partial<RunOptions> = {}): MapRun {

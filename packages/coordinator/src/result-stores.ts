@@ -9,6 +9,12 @@ export type Settled<R> = { status: 'fulfilled'; value: R } | { status: 'rejected
 export interface ResultStore {
   /** A job's result (already wrapped as a Settled when the run settles). */
   put(index: number, value: unknown): void;
+  /**
+   * Results of the jobs from `first` on, in order: a results part at once. One tight loop per
+   * store, rather than a call per value through this interface (the stores differ, so such a call
+   * stays slow until V8 has seen enough of it: a fresh process's first map).
+   */
+  putAll(first: number, values: readonly unknown[]): void;
   /** Results held that the consumer has not taken. */
   readonly backlog: number;
 }
@@ -20,6 +26,10 @@ export class ArrayResults implements ResultStore {
   }
   put(index: number, value: unknown): void {
     this.values[index] = value;
+  }
+  putAll(first: number, values: readonly unknown[]): void {
+    const into = this.values;
+    for (let i = 0; i < values.length; i++) into[first + i] = values[i];
   }
   get backlog(): number {
     return 0;
@@ -40,6 +50,10 @@ export class OrderedResults implements ResultStore {
     while (this.#buffer.length <= at) this.#buffer.push(PENDING);
     this.#buffer[at] = value;
     this.#held++;
+  }
+
+  putAll(first: number, values: readonly unknown[]): void {
+    for (let i = 0; i < values.length; i++) this.put(first + i, values[i]);
   }
 
   get backlog(): number {
@@ -67,6 +81,9 @@ export class UnorderedResults implements ResultStore {
   #queue: unknown[] = [];
   put(_index: number, value: unknown): void {
     this.#queue.push(value);
+  }
+  putAll(_first: number, values: readonly unknown[]): void {
+    for (let i = 0; i < values.length; i++) this.#queue.push(values[i]);
   }
   get backlog(): number {
     return this.#queue.length;

@@ -383,7 +383,7 @@ export class Scheduler {
         if (!failedSet?.has(i)) store.put(base + i, { status: 'fulfilled', value: values[i] });
       }
     } else {
-      for (let i = 0; i < count; i++) store.put(base + i, values[i]);
+      store.putAll(base, values);
     }
     run.markAnswered(base, base + count);
     if (run.isComplete) {

@@ -33,18 +33,23 @@ export function packNumberList(values: readonly unknown[]): Buffer | undefined {
   return out;
 }
 
-/** The reader: a plain array again (a typed array would not be what the app mapped). */
+/**
+ * The reader: a plain array again (a typed array would not be what the app mapped). Copied in a
+ * plain loop: Array.from(typedArray) goes through the iterator protocol and took ~3x as long in a
+ * fresh process.
+ */
 function readNumberList(data: Uint8Array): number[] {
   const length = data.byteLength >>> 3;
+  const values = new Array<number>(length);
   if (LITTLE_ENDIAN) {
     // Where the frame put the data, it may not be 8-aligned: copied once, aligned.
     const aligned = data.byteOffset % 8 === 0
       ? new Float64Array(data.buffer, data.byteOffset, length)
       : new Float64Array(data.buffer.slice(data.byteOffset, data.byteOffset + length * 8));
-    return Array.from(aligned);
+    for (let i = 0; i < length; i++) values[i] = aligned[i]!;
+    return values;
   }
   const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
-  const values = new Array<number>(length);
   for (let i = 0; i < length; i++) values[i] = view.getFloat64(i * 8, true);
   return values;
 }
