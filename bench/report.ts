@@ -1,11 +1,13 @@
 import { median } from './measure.js';
+import { cell, formatRatio, formatValue, present, ratio, type Series } from './figures.js';
+import { renderColdStart } from './cold-report.js';
+import type { ColdResults } from './cold.js';
 import {
   CONTENDER_IDS, CONTENDER_LABELS, MAPSCALE_IDS, PEER_IDS, TARGETS,
   PINNED_IDS, type ContenderId, type PinnedId, type Sizes, type WorkloadId, type WorkloadSpec,
 } from './workloads.js';
 
-/** Per run, in run order; undefined where that run's measurement failed or was not made. */
-export type Series = (number | undefined)[];
+export type { Series };
 
 export interface BenchResults {
   values: Record<WorkloadId, Partial<Record<ContenderId, Series>>>;
@@ -20,6 +22,8 @@ export interface BenchResults {
   transport: Record<'tcp' | 'unix', { roundTripMs: Series; mibPerSecond: Series }> | null;
   /** Latency p50 with every process of the contender on one CPU (bench/pinned.ts). */
   pinned: Partial<Record<PinnedId, Series>> | null;
+  /** Cold start (issue 13): every figure from fresh processes (bench/cold.ts). */
+  cold: ColdResults | null;
   failures: string[];
 }
 
@@ -39,57 +43,6 @@ export interface ReportMeta {
   /** 1-minute load average before and after the run: other work on the machine skews every figure. */
   loadBefore: number;
   loadAfter: number;
-}
-
-const present = (series: Series | undefined): number[] => (series ?? []).filter((v): v is number => v !== undefined && Number.isFinite(v));
-
-/** Median of per-run ratios: both figures of each ratio come from the same run, as the issue asks. */
-function ratio(a: Series | undefined, b: Series | undefined): number | undefined {
-  if (!a || !b) return undefined;
-  const ratios: number[] = [];
-  for (let r = 0; r < a.length; r++) {
-    const x = a[r];
-    const y = b[r];
-    if (x !== undefined && y !== undefined && y > 0) ratios.push(x / y);
-  }
-  return median(ratios);
-}
-
-type FigureKind = WorkloadId | 'cpu' | 'capacity' | 'seconds' | 'micros';
-
-function formatValue(workload: FigureKind, v: number): string {
-  switch (workload) {
-    case 'w1':
-    case 'capacity':
-      return v >= 1e6 ? `${(v / 1e6).toFixed(2)} M` : v >= 1e3 ? `${(v / 1e3).toFixed(1)} k` : v.toFixed(0);
-    case 'w2':
-      return v.toFixed(3);
-    case 'w3':
-      return Math.round(v).toLocaleString('en-US');
-    case 'w4':
-      return v.toFixed(3);
-    case 'latency':
-    case 'cpu':
-    case 'seconds':
-      return v >= 10 ? v.toFixed(1) : v.toPrecision(3);
-    case 'micros':
-      return v >= 100 ? v.toFixed(0) : v.toPrecision(3);
-  }
-}
-
-function cell(workload: FigureKind, series: Series | undefined): string {
-  const values = present(series);
-  if (!series) return '—';
-  if (values.length === 0) return 'failed';
-  const mid = formatValue(workload, median(values)!);
-  const failed = series.length - values.length;
-  const range = values.length > 1 ? ` (${formatValue(workload, Math.min(...values))}–${formatValue(workload, Math.max(...values))})` : '';
-  return `${mid}${range}${failed > 0 ? ` [${failed} failed]` : ''}`;
-}
-
-function formatRatio(r: number | undefined): string {
-  if (r === undefined) return '—';
-  return r >= 10 ? `${r.toFixed(0)}×` : `${r.toFixed(2)}×`;
 }
 
 function targetCell(workload: WorkloadId, results: BenchResults, id: ContenderId): string {
@@ -122,7 +75,7 @@ export function renderTables(specs: Record<WorkloadId, WorkloadSpec>, results: B
     }
     lines.push('', '### MapScale / peer (median of same-run ratios)', '');
     lines.push('Above 1× is better for W1–W3 (throughput), below 1× is better for W4 and latency (time).', '');
-    lines.push(`| workload | MapScale | ${PEER_IDS.map((id) => `vs ${CONTENDER_LABELS[id]}`).join(' | ')} | issue 3 target |`);
+    lines.push(`| workload | MapScale | ${PEER_IDS.map((id) => `vs ${CONTENDER_LABELS[id]}`).join(' | ')} | target (issue 13) |`);
     lines.push(`|---|---|${PEER_IDS.map(() => '---').join('|')}|---|`);
     for (const w of meta.workloads) {
       for (const id of MAPSCALE_IDS) {
@@ -184,6 +137,7 @@ export function renderTables(specs: Record<WorkloadId, WorkloadSpec>, results: B
       lines.push(`| ${CONTENDER_LABELS[id]} | ${cell('latency', pinned[id])} | ${id === 'raw' ? '1×' : formatRatio(ratio(pinned[id], pinned.raw))} |`);
     }
   }
+  if (results.cold) lines.push(...renderColdStart(results.cold, meta.sizes));
   if (results.failures.length > 0) {
     lines.push('', '### Failures', '');
     for (const failure of results.failures) lines.push(`- ${failure.replace(/\n/g, ' ')}`);

@@ -1,0 +1,196 @@
+/**
+ * The cold-start section (issue 13): users mostly meet MapScale fresh (one `new Processor`, one big
+ * map, done; or a fresh coordinator against daemons up for days), not after the warm-up the other
+ * sections give every contender. So here every figure comes from a process started for it alone:
+ *  (a) a fresh pool and its first map of N tiny jobs, spawn to exit (bench/cold-first-map.ts,
+ *      bench/cold_first_map.py);
+ *  (b) a trivial app of 10 jobs on 2 local workers, spawn to exit (bench/cold-app/);
+ *  (c) a fresh coordinator against a daemon that has served coordinators before: its first maps'
+ *      rates beside its own steady rate, and the raw bound's first maps, fresh on both ends
+ *      (bench/cold-coordinator.ts);
+ *  (d) the p50 of the same fresh coordinator's first round trips, and the raw bound's.
+ */
+import { fileURLToPath } from 'node:url';
+import { runToExit } from './children.js';
+import { startDaemon, type Daemon } from './daemons.js';
+import type { Series } from './figures.js';
+import { WORKERS } from './measure.js';
+import type { Sizes } from './workloads.js';
+
+export const FIRST_MAP_IDS = ['ms-local', 'piscina-batched', 'mp-pool', 'raw'] as const;
+export type FirstMapId = (typeof FIRST_MAP_IDS)[number];
+export const APP_IDS = ['ms-local', 'piscina-task', 'mp-pool'] as const;
+export type AppId = (typeof APP_IDS)[number];
+export const COORDINATOR_IDS = ['ms-daemon', 'raw'] as const;
+export type CoordinatorId = (typeof COORDINATOR_IDS)[number];
+/** Timed maps of a fresh coordinator, one by one, before its steady state. */
+export const COLD_FIRST_MAPS = 3;
+
+export interface ColdResults {
+  /** Runs of (a) and (b), and of (c) and (d). */
+  runs: { start: number; coordinator: number };
+  /** Spawn to exit of `node -e 0` and `python3 -c pass`, for scale (s). */
+  empty: { node: Series; python: Series };
+  /** (a), per job count: spawn to exit less the child's own result check (s), and import + pool + first map as the child timed it (s). */
+  firstMap: { jobs: number; whole: Partial<Record<FirstMapId, Series>>; inProcess: Partial<Record<FirstMapId, Series>> }[];
+  /** (b): spawn to exit (s). */
+  app: Partial<Record<AppId, Series>>;
+  /** (c): connect + setup (ms), jobs/s of maps 1…COLD_FIRST_MAPS (`first[k]`), and the same coordinator's steady jobs/s. */
+  maps: Partial<Record<CoordinatorId, { connectMs: Series; first: Series[]; steady: Series }>>;
+  /** (d): p50 of the first round trips (ms). */
+  roundTrips: Partial<Record<CoordinatorId, Series>>;
+}
+
+export interface ColdOptions {
+  runs: { start: number; coordinator: number };
+  sizes: Sizes;
+  hasPython: boolean;
+  secret: string;
+  /** Daemons the caller stops on any way out; the section's daemon is listed here while it runs. */
+  daemons: Daemon[];
+  failures: string[];
+  log(fields: Record<string, unknown>): void;
+}
+
+const BENCH_SOURCE_DIR = fileURLToPath(new URL('../bench/', import.meta.url));
+const FIRST_MAP_PATH = fileURLToPath(new URL('./cold-first-map.js', import.meta.url));
+const COORDINATOR_PATH = fileURLToPath(new URL('./cold-coordinator.js', import.meta.url));
+const FIRST_MAP_PY = `${BENCH_SOURCE_DIR}cold_first_map.py`;
+const APP_COMMANDS: Readonly<Record<AppId, readonly [string, string]>> = Object.freeze({
+  'ms-local': [process.execPath, `${BENCH_SOURCE_DIR}cold-app/mapscale.mjs`],
+  'piscina-task': [process.execPath, `${BENCH_SOURCE_DIR}cold-app/piscina.mjs`],
+  'mp-pool': ['python3', `${BENCH_SOURCE_DIR}cold-app/mp_pool.py`],
+});
+const DAEMON_START_MS = 20_000;
+
+interface FirstMapReport {
+  importMs: number;
+  mapMs: number;
+  checkMs: number;
+  closeMs: number;
+}
+
+/** `ids` in an order that rotates with the run, so none always goes first. */
+function rotated<T>(ids: readonly T[], run: number): T[] {
+  return ids.map((_, i) => ids[(i + run) % ids.length]!);
+}
+
+export async function measureColdStart(options: ColdOptions): Promise<ColdResults> {
+  const { runs, sizes, hasPython, failures, log } = options;
+  const deadline = sizes.measureDeadlineMs;
+  const results: ColdResults = {
+    runs,
+    empty: { node: [], python: [] },
+    firstMap: sizes.coldMapJobs.map((jobs) => ({ jobs, whole: {}, inProcess: {} })),
+    app: {},
+    maps: {},
+    roundTrips: {},
+  };
+  const firstMapIds = FIRST_MAP_IDS.filter((id) => id !== 'mp-pool' || hasPython);
+  const appIds = APP_IDS.filter((id) => id !== 'mp-pool' || hasPython);
+
+  /** One measurement; a failure is reported and leaves a hole in its series, never stops the section. */
+  const attempt = async (label: string, task: () => Promise<void>): Promise<void> => {
+    try {
+      await task();
+    } catch (error) {
+      failures.push(`cold ${label}: ${(error as Error).message}`.slice(0, 2_000));
+      log({ event: 'measure-failed', workload: 'cold', what: label, error: (error as Error).message });
+    }
+  };
+
+  const firstMap = async (id: FirstMapId, jobs: number): Promise<{ whole: number; inProcess: number }> => {
+    const { json, wallSeconds } = id === 'mp-pool'
+      ? await runToExit<FirstMapReport>('python3', [FIRST_MAP_PY, String(jobs), String(WORKERS)], deadline)
+      : await runToExit<FirstMapReport>(process.execPath, [FIRST_MAP_PATH, id, String(jobs)], deadline);
+    // The check is ours, not the contender's, and costs each language differently.
+    return { whole: wallSeconds - json.checkMs / 1000, inProcess: (json.importMs + json.mapMs) / 1000 };
+  };
+
+  const app = async (id: AppId): Promise<number> => {
+    const [file, script] = APP_COMMANDS[id];
+    const { json, wallSeconds } = await runToExit<{ results: unknown }>(file, [script, String(sizes.coldAppJobs)], deadline);
+    const expected = Array.from({ length: sizes.coldAppJobs }, (_, i) => i * i);
+    if (JSON.stringify(json.results) !== JSON.stringify(expected)) throw new Error(`${id} app printed ${JSON.stringify(json.results)}`);
+    return wallSeconds;
+  };
+
+  // One untimed pass first: every later process then finds its files in the page cache, as a
+  // user's second start would; its JIT and everything else starts cold all the same.
+  await attempt('page-cache pass', async () => {
+    for (const id of firstMapIds) await firstMap(id, sizes.coldMapJobs[0]!);
+    for (const id of appIds) await app(id);
+  });
+
+  for (let run = 0; run < runs.start; run++) {
+    await attempt('node -e 0', async () => {
+      results.empty.node[run] = (await runToExit<unknown>(process.execPath, ['-e', 'console.log("{}")'], deadline)).wallSeconds;
+    });
+    if (hasPython) {
+      await attempt('python3 -c pass', async () => {
+        results.empty.python[run] = (await runToExit<unknown>('python3', ['-c', 'print("{}")'], deadline)).wallSeconds;
+      });
+    }
+    for (const entry of results.firstMap) {
+      for (const id of rotated(firstMapIds, run)) {
+        await attempt(`first map of ${entry.jobs} ${id}`, async () => {
+          const { whole, inProcess } = await firstMap(id, entry.jobs);
+          (entry.whole[id] ??= [])[run] = whole;
+          (entry.inProcess[id] ??= [])[run] = inProcess;
+          log({ event: 'measured', run: run + 1, workload: 'cold-first-map', contender: id, jobs: entry.jobs, seconds: whole, inProcessSeconds: inProcess });
+        });
+      }
+    }
+    for (const id of rotated(appIds, run)) {
+      await attempt(`app ${id}`, async () => {
+        const seconds = await app(id);
+        (results.app[id] ??= [])[run] = seconds;
+        log({ event: 'measured', run: run + 1, workload: 'cold-app', contender: id, seconds });
+      });
+    }
+  }
+
+  await attempt('fresh coordinators', () => measureCoordinators(options, results, attempt));
+  return results;
+}
+
+/** (c) and (d): one daemon for the section, warmed by one untimed coordinator, then a fresh coordinator process per measurement. */
+async function measureCoordinators(options: ColdOptions, results: ColdResults,
+  attempt: (label: string, task: () => Promise<void>) => Promise<void>): Promise<void> {
+  const { runs, sizes, secret, daemons, failures, log } = options;
+  const daemon = await startDaemon(WORKERS, secret, DAEMON_START_MS);
+  daemons.push(daemon);
+  const env = { ...process.env, MAPSCALE_SECRET: secret };
+  const coordinator = <T>(mode: 'maps' | 'round-trips', contender: CoordinatorId) => runToExit<T>(process.execPath, [COORDINATOR_PATH, JSON.stringify({
+    mode, contender, address: daemon.address, jobs: sizes.coldDaemonJobs, firstMaps: COLD_FIRST_MAPS,
+    steadyAfter: sizes.coldSteadyAfter, roundTrips: sizes.coldRoundTrips,
+  })], sizes.measureDeadlineMs, env);
+  try {
+    // The daemon has served a coordinator before any timed one: its instance threads are no longer fresh.
+    await coordinator('maps', 'ms-daemon');
+    await coordinator('round-trips', 'ms-daemon');
+    for (let run = 0; run < runs.coordinator; run++) {
+      for (const id of rotated(COORDINATOR_IDS, run)) {
+        await attempt(`maps ${id}`, async () => {
+          const { json } = await coordinator<{ connectMs: number; firstRates: number[]; steadyRate: number }>('maps', id);
+          const series = (results.maps[id] ??= { connectMs: [], first: Array.from({ length: COLD_FIRST_MAPS }, (): Series => []), steady: [] });
+          series.connectMs[run] = json.connectMs;
+          json.firstRates.forEach((rate, k) => (series.first[k]![run] = rate));
+          series.steady[run] = json.steadyRate;
+          log({ event: 'measured', run: run + 1, workload: 'cold-maps', contender: id, ...json });
+        });
+      }
+      for (const id of rotated(COORDINATOR_IDS, run)) {
+        await attempt(`round trips ${id}`, async () => {
+          const { json } = await coordinator<{ connectMs: number; p50Ms: number }>('round-trips', id);
+          (results.roundTrips[id] ??= [])[run] = json.p50Ms;
+          log({ event: 'measured', run: run + 1, workload: 'cold-round-trips', contender: id, ...json });
+        });
+      }
+    }
+  } finally {
+    await daemon.stop();
+    daemons.splice(daemons.indexOf(daemon), 1);
+    for (const complaint of daemon.handle.complaints) failures.push(`cold: daemon logged: ${complaint}`);
+  }
+}
