@@ -47,7 +47,7 @@ export function renderColdStart(cold: ColdResults, sizes: Sizes): string[] {
     lines.push(`| ${count(entry.jobs)} jobs, spawn to exit (s) | ${FIRST_MAP_IDS.map((id) => cell('seconds', entry.whole[id])).join(' | ')} |`);
     lines.push(`| ${count(entry.jobs)} jobs, in the child: import + pool + first map (s) | ${FIRST_MAP_IDS.map((id) => cell('seconds', entry.inProcess[id])).join(' | ')} |`);
   }
-  lines.push('', `For scale, an empty process, spawn to exit: \`node -e\` ${cell('seconds', cold.empty.node)} s, \`python3 -c\` ${cell('seconds', cold.empty.python)} s.`, '');
+  lines.push('', `For scale, an empty process, spawn to exit: \`node -e\` ${cell('seconds', cold.empty.node)} s, \`python3 -S -c\` ${cell('seconds', cold.empty.python)} s.`, '');
 
   lines.push(`| (b) trivial app, ${sizes.coldAppJobs} jobs on 2 local workers | ${APP_IDS.map((id) => CONTENDER_LABELS[id]).join(' | ')} |`);
   lines.push(`|---|${APP_IDS.map(() => '---').join('|')}|`);

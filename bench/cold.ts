@@ -10,6 +10,7 @@
  *      (bench/cold-coordinator.ts);
  *  (d) the p50 of the same fresh coordinator's first round trips, and the raw bound's.
  */
+import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { runToExit } from './children.js';
 import { startDaemon, type Daemon } from './daemons.js';
@@ -44,7 +45,6 @@ export interface ColdResults {
 export interface ColdOptions {
   runs: { start: number; coordinator: number };
   sizes: Sizes;
-  hasPython: boolean;
   secret: string;
   /** Daemons the caller stops on any way out; the section's daemon is listed here while it runs. */
   daemons: Daemon[];
@@ -56,11 +56,18 @@ const BENCH_SOURCE_DIR = fileURLToPath(new URL('../bench/', import.meta.url));
 const FIRST_MAP_PATH = fileURLToPath(new URL('./cold-first-map.js', import.meta.url));
 const COORDINATOR_PATH = fileURLToPath(new URL('./cold-coordinator.js', import.meta.url));
 const FIRST_MAP_PY = `${BENCH_SOURCE_DIR}cold_first_map.py`;
-const APP_COMMANDS: Readonly<Record<AppId, readonly [string, string]>> = Object.freeze({
-  'ms-local': [process.execPath, `${BENCH_SOURCE_DIR}cold-app/mapscale.mjs`],
-  'piscina-task': [process.execPath, `${BENCH_SOURCE_DIR}cold-app/piscina.mjs`],
-  'mp-pool': ['python3', `${BENCH_SOURCE_DIR}cold-app/mp_pool.py`],
+const APP_SCRIPTS: Readonly<Record<AppId, string>> = Object.freeze({
+  'ms-local': `${BENCH_SOURCE_DIR}cold-app/mapscale.mjs`,
+  'piscina-task': `${BENCH_SOURCE_DIR}cold-app/piscina.mjs`,
+  'mp-pool': `${BENCH_SOURCE_DIR}cold-app/mp_pool.py`,
 });
+/**
+ * How Python is started here. The interpreter itself, not `python3` on PATH: that is a pyenv shim
+ * on this machine, a shell script that costs ~70 ms before Python starts. And -S (no site module):
+ * this machine's site-packages holds a sandbox's .pth file that imports certifi at every start
+ * (~50 ms); the pools need nothing outside the standard library.
+ */
+const PYTHON_FLAGS = ['-S'];
 const DAEMON_START_MS = 20_000;
 
 interface FirstMapReport {
@@ -75,8 +82,17 @@ function rotated<T>(ids: readonly T[], run: number): T[] {
   return ids.map((_, i) => ids[(i + run) % ids.length]!);
 }
 
+/** The python3 interpreter's own path, or undefined if there is none. */
+function findPython(): string | undefined {
+  const probe = spawnSync('python3', ['-c', 'import sys; print(sys.executable)'], { encoding: 'utf8', timeout: 10_000 });
+  return probe.status === 0 && probe.stdout.trim() ? probe.stdout.trim() : undefined;
+}
+
 export async function measureColdStart(options: ColdOptions): Promise<ColdResults> {
-  const { runs, sizes, hasPython, failures, log } = options;
+  const { runs, sizes, failures, log } = options;
+  const python = findPython();
+  if (!python) failures.push('cold: python3 is not installed; its columns are left empty');
+  const hasPython = python !== undefined;
   const deadline = sizes.measureDeadlineMs;
   const results: ColdResults = {
     runs,
@@ -101,15 +117,15 @@ export async function measureColdStart(options: ColdOptions): Promise<ColdResult
 
   const firstMap = async (id: FirstMapId, jobs: number): Promise<{ whole: number; inProcess: number }> => {
     const { json, wallSeconds } = id === 'mp-pool'
-      ? await runToExit<FirstMapReport>('python3', [FIRST_MAP_PY, String(jobs), String(WORKERS)], deadline)
+      ? await runToExit<FirstMapReport>(python!, [...PYTHON_FLAGS, FIRST_MAP_PY, String(jobs), String(WORKERS)], deadline)
       : await runToExit<FirstMapReport>(process.execPath, [FIRST_MAP_PATH, id, String(jobs)], deadline);
     // The check is ours, not the contender's, and costs each language differently.
     return { whole: wallSeconds - json.checkMs / 1000, inProcess: (json.importMs + json.mapMs) / 1000 };
   };
 
   const app = async (id: AppId): Promise<number> => {
-    const [file, script] = APP_COMMANDS[id];
-    const { json, wallSeconds } = await runToExit<{ results: unknown }>(file, [script, String(sizes.coldAppJobs)], deadline);
+    const [file, flags] = id === 'mp-pool' ? [python!, PYTHON_FLAGS] : [process.execPath, []];
+    const { json, wallSeconds } = await runToExit<{ results: unknown }>(file, [...flags, APP_SCRIPTS[id], String(sizes.coldAppJobs)], deadline);
     const expected = Array.from({ length: sizes.coldAppJobs }, (_, i) => i * i);
     if (JSON.stringify(json.results) !== JSON.stringify(expected)) throw new Error(`${id} app printed ${JSON.stringify(json.results)}`);
     return wallSeconds;
@@ -128,7 +144,7 @@ export async function measureColdStart(options: ColdOptions): Promise<ColdResult
     });
     if (hasPython) {
       await attempt('python3 -c pass', async () => {
-        results.empty.python[run] = (await runToExit<unknown>('python3', ['-c', 'print("{}")'], deadline)).wallSeconds;
+        results.empty.python[run] = (await runToExit<unknown>(python!, [...PYTHON_FLAGS, '-c', 'print("{}")'], deadline)).wallSeconds;
       });
     }
     for (const entry of results.firstMap) {

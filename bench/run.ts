@@ -343,11 +343,9 @@ async function main(args: Args, daemons: Daemon[]): Promise<void> {
   if (args.only.has('pinned')) results.pinned = await measurePinned(args, sizes, results.failures);
 
   if (args.only.has('cold')) {
-    const hasPython = spawnSync('python3', ['--version']).status === 0;
-    if (!hasPython) results.failures.push('cold: python3 is not installed; its columns are left empty');
     // Single fresh processes are noisier than warm maps: more runs of the quick ones by default.
     const runs = args.runsGiven || args.quick ? { start: args.runs, coordinator: args.runs } : COLD_DEFAULT_RUNS;
-    results.cold = await measureColdStart({ runs, sizes, hasPython, secret, daemons, failures: results.failures, log });
+    results.cold = await measureColdStart({ runs, sizes, secret, daemons, failures: results.failures, log });
   }
 
   const cpuList = cpus();
