@@ -11,6 +11,7 @@
  *   pnpm bench -- --runs 5
  *   pnpm bench -- --quick       1 run, small sizes: a smoke test (writes bench/.tmp/RESULTS.quick.md)
  *   pnpm bench -- --only w1,latency,capacity,concurrent,transport,pinned,cold
+ *                               (writes bench/.tmp/RESULTS.w1-latency-….md: only a full run writes RESULTS.md)
  *
  * Every process it starts is stopped at the end, on failure and on SIGINT/SIGTERM; each
  * measurement has a deadline and the whole run a watchdog.
@@ -82,7 +83,9 @@ function parseCli(): Args {
   const known = [...WORKLOAD_IDS, 'capacity', 'concurrent', 'transport', 'pinned', 'cold'];
   const only = new Set((values.only ?? known.join(',')).split(',').map((s) => s.trim()).filter(Boolean));
   for (const name of only) if (!known.includes(name)) throw new Error(`--only: unknown workload "${name}" (known: ${known.join(', ')})`);
-  const out = values.out ?? `${BENCH_SOURCE_DIR}${values.quick ? '.tmp/RESULTS.quick.md' : 'RESULTS.md'}`;
+  // Only a full run replaces bench/RESULTS.md: `--only cold` must not leave it holding one section.
+  const partial = known.some((name) => !only.has(name));
+  const out = values.out ?? `${BENCH_SOURCE_DIR}${values.quick ? '.tmp/RESULTS.quick.md' : partial ? `.tmp/RESULTS.${[...only].join('-')}.md` : 'RESULTS.md'}`;
   return { runs, runsGiven: values.runs !== undefined, quick: values.quick, out, only: only as Set<Section> };
 }
 
