@@ -34,6 +34,9 @@ const STEADY_TIMED_MAPS = 3;
 const JOIN_TIMEOUT_MS = 20_000;
 
 const args = JSON.parse(process.argv[2] ?? '{}') as Args;
+if ((args.mode !== 'maps' && args.mode !== 'round-trips') || (args.contender !== 'raw' && !(args.contender === 'ms-daemon' && args.address))) {
+  throw new Error(`cold-coordinator: bad arguments ${process.argv[2]}`);
+}
 
 /** Opened and connected: MapScale once its daemon has joined (connected, authenticated, set up), the raw bound once both sockets are. */
 async function connect(): Promise<Mapper> {
@@ -43,8 +46,7 @@ async function connect(): Promise<Mapper> {
     await mapper.map([]); // resolves once both children listen and are connected, sending nothing
     return mapper;
   }
-  if (args.contender !== 'ms-daemon' || !args.address) throw new Error(`cold-coordinator: bad arguments ${process.argv[2]}`);
-  const processor = new Processor(square, [args.address]);
+  const processor = new Processor(square, [args.address!]);
   // A Processor's sockets are unref'd, and so is AbortSignal.timeout's timer: this one keeps the process up meanwhile.
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {

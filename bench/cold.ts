@@ -28,6 +28,8 @@ export type CoordinatorId = (typeof COORDINATOR_IDS)[number];
 export const COLD_FIRST_MAPS = 3;
 
 export interface ColdResults {
+  /** Which parts were measured: `local`, (a) and (b); `daemon`, (c) and (d). */
+  parts: ColdOptions['parts'];
   /** Runs of (a) and (b), and of (c) and (d). */
   runs: { start: number; coordinator: number };
   /** Spawn to exit of `node -e 0` and `python3 -c pass`, for scale (s). */
@@ -44,6 +46,8 @@ export interface ColdResults {
 
 export interface ColdOptions {
   runs: { start: number; coordinator: number };
+  /** `local`: (a) and (b); `daemon`: (c) and (d). */
+  parts: { readonly local: boolean; readonly daemon: boolean };
   sizes: Sizes;
   secret: string;
   /** Daemons the caller stops on any way out; the section's daemon is listed here while it runs. */
@@ -88,13 +92,12 @@ function findPython(): string | undefined {
   return probe.status === 0 && probe.stdout.trim() ? probe.stdout.trim() : undefined;
 }
 
+type Attempt = (label: string, task: () => Promise<void>) => Promise<void>;
+
 export async function measureColdStart(options: ColdOptions): Promise<ColdResults> {
-  const { runs, sizes, failures, log } = options;
-  const python = findPython();
-  if (!python) failures.push('cold: python3 is not installed; its columns are left empty');
-  const hasPython = python !== undefined;
-  const deadline = sizes.measureDeadlineMs;
+  const { runs, parts, sizes, failures, log } = options;
   const results: ColdResults = {
+    parts,
     runs,
     empty: { node: [], python: [] },
     firstMap: sizes.coldMapJobs.map((jobs) => ({ jobs, whole: {}, inProcess: {} })),
@@ -102,11 +105,8 @@ export async function measureColdStart(options: ColdOptions): Promise<ColdResult
     maps: {},
     roundTrips: {},
   };
-  const firstMapIds = FIRST_MAP_IDS.filter((id) => id !== 'mp-pool' || hasPython);
-  const appIds = APP_IDS.filter((id) => id !== 'mp-pool' || hasPython);
-
   /** One measurement; a failure is reported and leaves a hole in its series, never stops the section. */
-  const attempt = async (label: string, task: () => Promise<void>): Promise<void> => {
+  const attempt: Attempt = async (label, task) => {
     try {
       await task();
     } catch (error) {
@@ -114,6 +114,19 @@ export async function measureColdStart(options: ColdOptions): Promise<ColdResult
       log({ event: 'measure-failed', workload: 'cold', what: label, error: (error as Error).message });
     }
   };
+  if (parts.local) await measureFreshPools(options, results, attempt);
+  if (parts.daemon) await attempt('fresh coordinators', () => measureCoordinators(options, results, attempt));
+  return results;
+}
+
+/** (a) and (b): a process per measurement, each contender in a rotating order. */
+async function measureFreshPools(options: ColdOptions, results: ColdResults, attempt: Attempt): Promise<void> {
+  const { runs, sizes, failures, log } = options;
+  const deadline = sizes.measureDeadlineMs;
+  const python = findPython();
+  if (!python) failures.push('cold: python3 is not installed; its columns are left empty');
+  const firstMapIds = FIRST_MAP_IDS.filter((id) => id !== 'mp-pool' || python);
+  const appIds = APP_IDS.filter((id) => id !== 'mp-pool' || python);
 
   const firstMap = async (id: FirstMapId, jobs: number): Promise<{ whole: number; inProcess: number }> => {
     const { json, wallSeconds } = id === 'mp-pool'
@@ -139,12 +152,12 @@ export async function measureColdStart(options: ColdOptions): Promise<ColdResult
   });
 
   for (let run = 0; run < runs.start; run++) {
-    await attempt('node -e 0', async () => {
+    await attempt('empty node', async () => {
       results.empty.node[run] = (await runToExit<unknown>(process.execPath, ['-e', 'console.log("{}")'], deadline)).wallSeconds;
     });
-    if (hasPython) {
-      await attempt('python3 -c pass', async () => {
-        results.empty.python[run] = (await runToExit<unknown>(python!, [...PYTHON_FLAGS, '-c', 'print("{}")'], deadline)).wallSeconds;
+    if (python) {
+      await attempt('empty python', async () => {
+        results.empty.python[run] = (await runToExit<unknown>(python, [...PYTHON_FLAGS, '-c', 'print("{}")'], deadline)).wallSeconds;
       });
     }
     for (const entry of results.firstMap) {
@@ -165,14 +178,10 @@ export async function measureColdStart(options: ColdOptions): Promise<ColdResult
       });
     }
   }
-
-  await attempt('fresh coordinators', () => measureCoordinators(options, results, attempt));
-  return results;
 }
 
 /** (c) and (d): one daemon for the section, warmed by one untimed coordinator, then a fresh coordinator process per measurement. */
-async function measureCoordinators(options: ColdOptions, results: ColdResults,
-  attempt: (label: string, task: () => Promise<void>) => Promise<void>): Promise<void> {
+async function measureCoordinators(options: ColdOptions, results: ColdResults, attempt: Attempt): Promise<void> {
   const { runs, sizes, secret, daemons, failures, log } = options;
   const daemon = await startDaemon(WORKERS, secret, DAEMON_START_MS);
   daemons.push(daemon);

@@ -11,6 +11,7 @@
  *   pnpm bench -- --runs 5
  *   pnpm bench -- --quick       1 run, small sizes: a smoke test (writes bench/.tmp/RESULTS.quick.md)
  *   pnpm bench -- --only w1,latency,capacity,concurrent,transport,pinned,cold
+ *                               (cold = cold-local, (a) and (b), and cold-daemon, (c) and (d))
  *                               (writes bench/.tmp/RESULTS.w1-latency-….md: only a full run writes RESULTS.md)
  *
  * Every process it starts is stopped at the end, on failure and on SIGINT/SIGTERM; each
@@ -48,7 +49,9 @@ const DAEMON_START_MS = 20_000;
 /** Runs of the cold section's (a)/(b) and (c)/(d) without --runs (issue 13: medians of several). */
 const COLD_DEFAULT_RUNS = Object.freeze({ start: 5, coordinator: 3 });
 
-type Section = WorkloadId | 'capacity' | 'concurrent' | 'transport' | 'pinned' | 'cold';
+type Section = WorkloadId | 'capacity' | 'concurrent' | 'transport' | 'pinned' | 'cold-local' | 'cold-daemon';
+/** Names --only takes for several sections at once. */
+const SECTION_GROUPS: Readonly<Record<string, readonly Section[]>> = Object.freeze({ cold: ['cold-local', 'cold-daemon'] });
 
 interface Args {
   runs: number;
@@ -75,18 +78,23 @@ function parseCli(): Args {
     strict: true,
   });
   if (values.help) {
-    process.stdout.write('usage: node bench-dist/run.js [--runs N] [--quick] [--only w1,w2,w3,w4,latency,capacity,concurrent,transport,pinned,cold] [--out FILE]\n');
+    process.stdout.write('usage: node bench-dist/run.js [--runs N] [--quick] [--only w1,w2,w3,w4,latency,capacity,concurrent,transport,pinned,cold-local,cold-daemon,cold] [--out FILE]\n');
     process.exit(0);
   }
   const runs = values.runs === undefined ? (values.quick ? 1 : 3) : Number(values.runs);
   if (!Number.isInteger(runs) || runs < 1 || runs > 50) throw new Error(`--runs must be an integer from 1 to 50, got ${values.runs}`);
-  const known = [...WORKLOAD_IDS, 'capacity', 'concurrent', 'transport', 'pinned', 'cold'];
-  const only = new Set((values.only ?? known.join(',')).split(',').map((s) => s.trim()).filter(Boolean));
-  for (const name of only) if (!known.includes(name)) throw new Error(`--only: unknown workload "${name}" (known: ${known.join(', ')})`);
+  const known: Section[] = [...WORKLOAD_IDS, 'capacity', 'concurrent', 'transport', 'pinned', 'cold-local', 'cold-daemon'];
+  const names = (values.only ?? known.join(',')).split(',').map((s) => s.trim()).filter(Boolean);
+  const only = new Set<Section>();
+  for (const name of names) {
+    const sections = SECTION_GROUPS[name] ?? (known.includes(name as Section) ? [name as Section] : undefined);
+    if (!sections) throw new Error(`--only: unknown section "${name}" (known: ${[...known, ...Object.keys(SECTION_GROUPS)].join(', ')})`);
+    for (const section of sections) only.add(section);
+  }
   // Only a full run replaces bench/RESULTS.md: `--only cold` must not leave it holding one section.
   const partial = known.some((name) => !only.has(name));
-  const out = values.out ?? `${BENCH_SOURCE_DIR}${values.quick ? '.tmp/RESULTS.quick.md' : partial ? `.tmp/RESULTS.${[...only].join('-')}.md` : 'RESULTS.md'}`;
-  return { runs, runsGiven: values.runs !== undefined, quick: values.quick, out, only: only as Set<Section> };
+  const out = values.out ?? `${BENCH_SOURCE_DIR}${values.quick ? '.tmp/RESULTS.quick.md' : partial ? `.tmp/RESULTS.${names.join('-')}.md` : 'RESULTS.md'}`;
+  return { runs, runsGiven: values.runs !== undefined, quick: values.quick, out, only };
 }
 
 /** Which MapScale was measured: the commit, and whether packages/ differed from it. */
@@ -345,10 +353,11 @@ async function main(args: Args, daemons: Daemon[]): Promise<void> {
 
   if (args.only.has('pinned')) results.pinned = await measurePinned(args, sizes, results.failures);
 
-  if (args.only.has('cold')) {
+  const coldParts = { local: args.only.has('cold-local'), daemon: args.only.has('cold-daemon') };
+  if (coldParts.local || coldParts.daemon) {
     // Single fresh processes are noisier than warm maps: more runs of the quick ones by default.
     const runs = args.runsGiven || args.quick ? { start: args.runs, coordinator: args.runs } : COLD_DEFAULT_RUNS;
-    results.cold = await measureColdStart({ runs, sizes, secret, daemons, failures: results.failures, log });
+    results.cold = await measureColdStart({ runs, parts: coldParts, sizes, secret, daemons, failures: results.failures, log });
   }
 
   const cpuList = cpus();
