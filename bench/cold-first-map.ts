@@ -4,7 +4,7 @@
  * targets use); this prints what it saw itself, as one JSON line:
  *   { "importMs", "mapMs" (pool created → first map's results), "checkMs", "closeMs" }
  *
- *   node bench-dist/cold-first-map.js <ms-local|piscina-batched|raw> <jobs>
+ *   node bench-dist/cold-first-map.js <ms-local|ms-in-process|piscina-batched|raw> <jobs>
  *
  * The contender's module is imported here, after the clock starts: `import 'mapscale'` is part of
  * what a fresh user pays. Every result is checked; the parent takes the check's time off the wall
@@ -26,6 +26,10 @@ async function open(): Promise<() => Mapper> {
     case 'ms-local': {
       const { openMapScale } = await import('./contenders/mapscale.js');
       return () => openMapScale(spec, WORKERS);
+    }
+    case 'ms-in-process': {
+      const { openMapScale } = await import('./contenders/mapscale.js');
+      return () => openMapScale(spec, WORKERS, undefined, { inProcess: true });
     }
     case 'piscina-batched': {
       const { openPiscina } = await import('./contenders/piscina.js');

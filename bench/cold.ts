@@ -18,10 +18,13 @@ import type { Series } from './figures.js';
 import { WORKERS } from './measure.js';
 import type { Sizes } from './workloads.js';
 
-export const FIRST_MAP_IDS = ['ms-local', 'piscina-batched', 'mp-pool', 'raw'] as const;
+/** `ms-in-process`: `new Processor(fn, 2, { inProcess: true })`, the workers' threads in the app's process. */
+export const FIRST_MAP_IDS = ['ms-local', 'ms-in-process', 'piscina-batched', 'mp-pool', 'raw'] as const;
 export type FirstMapId = (typeof FIRST_MAP_IDS)[number];
-export const APP_IDS = ['ms-local', 'piscina-task', 'mp-pool'] as const;
+export const APP_IDS = ['ms-local', 'ms-in-process', 'piscina-task', 'mp-pool'] as const;
 export type AppId = (typeof APP_IDS)[number];
+export const APP_MARKS = ['imported', 'mapped', 'shutDown'] as const;
+export type AppMark = (typeof APP_MARKS)[number];
 export const COORDINATOR_IDS = ['ms-daemon', 'raw'] as const;
 export type CoordinatorId = (typeof COORDINATOR_IDS)[number];
 /** Timed maps of a fresh coordinator, one by one, before its steady state. */
@@ -38,6 +41,8 @@ export interface ColdResults {
   firstMap: { jobs: number; whole: Partial<Record<FirstMapId, Series>>; inProcess: Partial<Record<FirstMapId, Series>> }[];
   /** (b): spawn to exit (s). */
   app: Partial<Record<AppId, Series>>;
+  /** (b), Node apps: seconds from their process's start (performance.now()) to imports loaded, results, shutdown done. */
+  appTimeline: Partial<Record<AppId, Record<AppMark, Series>>>;
   /** (c): connect + setup (ms), jobs/s of maps 1…COLD_FIRST_MAPS (`first[k]`), and the same coordinator's steady jobs/s. */
   maps: Partial<Record<CoordinatorId, { connectMs: Series; first: Series[]; steady: Series }>>;
   /** (d): p50 of the first round trips (ms). */
@@ -60,10 +65,12 @@ const BENCH_SOURCE_DIR = fileURLToPath(new URL('../bench/', import.meta.url));
 const FIRST_MAP_PATH = fileURLToPath(new URL('./cold-first-map.js', import.meta.url));
 const COORDINATOR_PATH = fileURLToPath(new URL('./cold-coordinator.js', import.meta.url));
 const FIRST_MAP_PY = `${BENCH_SOURCE_DIR}cold_first_map.py`;
-const APP_SCRIPTS: Readonly<Record<AppId, string>> = Object.freeze({
-  'ms-local': `${BENCH_SOURCE_DIR}cold-app/mapscale.mjs`,
-  'piscina-task': `${BENCH_SOURCE_DIR}cold-app/piscina.mjs`,
-  'mp-pool': `${BENCH_SOURCE_DIR}cold-app/mp_pool.py`,
+/** Each app's script, and what follows the job count on its command line. */
+const APP_SCRIPTS: Readonly<Record<AppId, readonly [string, ...string[]]>> = Object.freeze({
+  'ms-local': [`${BENCH_SOURCE_DIR}cold-app/mapscale.mjs`],
+  'ms-in-process': [`${BENCH_SOURCE_DIR}cold-app/mapscale.mjs`, 'in-process'],
+  'piscina-task': [`${BENCH_SOURCE_DIR}cold-app/piscina.mjs`],
+  'mp-pool': [`${BENCH_SOURCE_DIR}cold-app/mp_pool.py`],
 });
 /**
  * How Python is started here. The interpreter itself, not `python3` on PATH: that is a pyenv shim
@@ -102,6 +109,7 @@ export async function measureColdStart(options: ColdOptions): Promise<ColdResult
     empty: { node: [], python: [] },
     firstMap: sizes.coldMapJobs.map((jobs) => ({ jobs, whole: {}, inProcess: {} })),
     app: {},
+    appTimeline: {},
     maps: {},
     roundTrips: {},
   };
@@ -136,12 +144,13 @@ async function measureFreshPools(options: ColdOptions, results: ColdResults, att
     return { whole: wallSeconds - json.checkMs / 1000, inProcess: (json.importMs + json.mapMs) / 1000 };
   };
 
-  const app = async (id: AppId): Promise<number> => {
+  const app = async (id: AppId): Promise<{ seconds: number; timeline?: Record<AppMark, number> }> => {
     const [file, flags] = id === 'mp-pool' ? [python!, PYTHON_FLAGS] : [process.execPath, []];
-    const { json, wallSeconds } = await runToExit<{ results: unknown }>(file, [...flags, APP_SCRIPTS[id], String(sizes.coldAppJobs)], deadline);
+    const [script, ...extra] = APP_SCRIPTS[id];
+    const { json, wallSeconds } = await runToExit<{ results: unknown; timeline?: Record<AppMark, number> }>(file, [...flags, script, String(sizes.coldAppJobs), ...extra], deadline);
     const expected = Array.from({ length: sizes.coldAppJobs }, (_, i) => i * i);
     if (JSON.stringify(json.results) !== JSON.stringify(expected)) throw new Error(`${id} app printed ${JSON.stringify(json.results)}`);
-    return wallSeconds;
+    return { seconds: wallSeconds, timeline: json.timeline };
   };
 
   // One untimed pass first: every later process then finds its files in the page cache, as a
@@ -172,9 +181,13 @@ async function measureFreshPools(options: ColdOptions, results: ColdResults, att
     }
     for (const id of rotated(appIds, run)) {
       await attempt(`app ${id}`, async () => {
-        const seconds = await app(id);
+        const { seconds, timeline } = await app(id);
         (results.app[id] ??= [])[run] = seconds;
-        log({ event: 'measured', run: run + 1, workload: 'cold-app', contender: id, seconds });
+        if (timeline) {
+          const series = (results.appTimeline[id] ??= { imported: [], mapped: [], shutDown: [] });
+          for (const mark of APP_MARKS) series[mark][run] = timeline[mark] / 1000;
+        }
+        log({ event: 'measured', run: run + 1, workload: 'cold-app', contender: id, seconds, timeline });
       });
     }
   }
