@@ -12,10 +12,6 @@ interface ColdTarget {
   reached: number | undefined;
 }
 
-const LABELS: Readonly<Record<FirstMapId | AppId, string>> = Object.freeze({
-  ...CONTENDER_LABELS,
-  'ms-in-process': 'MapScale local, inProcess',
-});
 /** Both local modes answer to the local targets, so the figures can decide the default. */
 const LOCAL_MODES = ['ms-local', 'ms-in-process'] as const;
 
@@ -32,7 +28,7 @@ function coldTargets(cold: ColdResults, sizes: Sizes): ColdTarget[] {
   const ms = cold.maps['ms-daemon'];
   const raw = cold.maps.raw;
   return [
-    ...LOCAL_MODES.map((id) => [id, LABELS[id]] as const).flatMap(([id, label]): ColdTarget[] => [
+    ...LOCAL_MODES.map((id) => [id, CONTENDER_LABELS[id]] as const).flatMap(([id, label]): ColdTarget[] => [
       { part: 'local', what: `fresh local pool + first map of ${count(small?.jobs)}, spawn to exit: ${label} / Piscina batched by hand`, op: '<=', value: 1, reached: ratio(small?.whole[id], small?.whole['piscina-batched']) },
       { part: 'local', what: `fresh local pool + first map of ${count(small?.jobs)}, spawn to exit: ${label} / Python mp.Pool`, op: '<=', value: 2, reached: ratio(small?.whole[id], small?.whole['mp-pool']) },
       { part: 'local', what: `fresh local pool + first map of ${count(large?.jobs)}, spawn to exit: ${label} / Python mp.Pool`, op: '<=', value: 1, reached: ratio(large?.whole[id], large?.whole['mp-pool']) },
@@ -69,14 +65,14 @@ export function renderColdStart(cold: ColdResults, sizes: Sizes): string[] {
 
 /** (a) and (b). */
 function renderFreshPools(lines: string[], cold: ColdResults, sizes: Sizes): void {
-  lines.push('', `| (a) fresh pool + its first map of \`x*x\` jobs | ${FIRST_MAP_IDS.map((id) => LABELS[id]).join(' | ')} |`);
+  lines.push('', `| (a) fresh pool + its first map of \`x*x\` jobs | ${FIRST_MAP_IDS.map((id) => CONTENDER_LABELS[id]).join(' | ')} |`);
   lines.push(`|---|${FIRST_MAP_IDS.map(() => '---').join('|')}|`);
   for (const entry of cold.firstMap) {
     lines.push(`| ${count(entry.jobs)} jobs, spawn to exit (s) | ${FIRST_MAP_IDS.map((id) => cell('seconds', entry.whole[id])).join(' | ')} |`);
     lines.push(`| ${count(entry.jobs)} jobs, in the child: import + pool + first map (s) | ${FIRST_MAP_IDS.map((id) => cell('seconds', entry.inProcess[id])).join(' | ')} |`);
   }
   lines.push('', `For scale, an empty process, spawn to exit: \`node -e\` ${cell('seconds', cold.empty.node)} s, \`python3 -S -c\` ${cell('seconds', cold.empty.python)} s.`);
-  lines.push('', `| (b) trivial app, ${sizes.coldAppJobs} jobs on 2 local workers | ${APP_IDS.map((id) => LABELS[id]).join(' | ')} |`);
+  lines.push('', `| (b) trivial app, ${sizes.coldAppJobs} jobs on 2 local workers | ${APP_IDS.map((id) => CONTENDER_LABELS[id]).join(' | ')} |`);
   lines.push(`|---|${APP_IDS.map(() => '---').join('|')}|`);
   lines.push(`| \`node app.mjs\` / \`python3 app.py\`, spawn to exit (s) | ${APP_IDS.map((id) => cell('seconds', cold.app[id])).join(' | ')} |`);
   const marks = { imported: 'imports loaded', mapped: 'results', shutDown: 'shutdown done' } as const;

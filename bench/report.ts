@@ -162,7 +162,7 @@ export function renderResultsFile(tables: string, meta: ReportMeta): string {
     '',
     '### Method',
     '',
-    '- **MapScale local**: `new Processor(fn, 2)` (a local daemon child with 2 instance threads). **MapScale, 1 daemon**: `new Processor(fn, [address])` against one `mapscale-worker --workers 2` the bench starts on 127.0.0.1.',
+    '- **MapScale local**: `new Processor(fn, 2)` (a local daemon child with 2 instance threads). **MapScale local, inProcess**: `new Processor(fn, 2, { inProcess: true })` (the 2 instance threads in the bench\'s own process, issue 13). **MapScale, 1 daemon**: `new Processor(fn, [address])` against one `mapscale-worker --workers 2` the bench starts on 127.0.0.1.',
     '- **Piscina 1 task/job**: `minThreads = maxThreads = 2`, `Promise.all(jobs.map(run))`. **Piscina batched**: the same pool, jobs sliced by hand into tasks of 1,000 (W1) or half a map (W4); not run where batching by hand does not apply (—).',
     '- **Python mp.Pool**: `multiprocessing.Pool(2)` in a python3 child that times itself by the same method (bench/mp_pool.py): `pool.map(fn, jobs)` with its default chunksize, `pool.apply` per round trip for latency, W1–W3 and latency warm, W4 from creating the pool; every result checked. W2\'s job is a Python loop calibrated there to the same ~10 ms.',
     '- **Raw bound**: 2 child processes, each serving one loopback TCP connection; the parent streams length-prefixed msgpackr frames (1,000 jobs per frame for W1, 1 for W2 and latency, 4 MiB for W3, half a map for W4), 2 frames in flight per child, the next frame to whichever child answers. No envelope, handshake or scheduler.',

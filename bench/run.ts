@@ -46,6 +46,7 @@ const PINNED_PATH = fileURLToPath(new URL('./pinned.js', import.meta.url));
 const MP_POOL_PATH = `${BENCH_SOURCE_DIR}mp_pool.py`;
 const CLOSE_DEADLINE_MS = 20_000;
 const DAEMON_START_MS = 20_000;
+const WORKERS_IN_THIS_PROCESS: ReadonlySet<ContenderId> = new Set(['piscina-task', 'piscina-batched', 'ms-in-process']);
 /** Runs of the cold section's (a)/(b) and (c)/(d) without --runs (issue 13: medians of several). */
 const COLD_DEFAULT_RUNS = Object.freeze({ start: 5, coordinator: 3 });
 
@@ -142,6 +143,7 @@ async function measureMpPool(spec: WorkloadSpec, sizes: Sizes): Promise<Measurem
 function contenders(daemon: Daemon, secret: string, hasPython: boolean): Contender[] {
   const byId: Record<ContenderId, Contender> = {
     'ms-local': { id: 'ms-local', supports: () => true, open: (spec) => openMapScale(spec, WORKERS) },
+    'ms-in-process': { id: 'ms-in-process', supports: () => true, open: (spec) => openMapScale(spec, WORKERS, undefined, { inProcess: true }) },
     'ms-daemon': { id: 'ms-daemon', supports: () => true, open: (spec) => openMapScale(spec, [daemon.address], secret) },
     'piscina-task': { id: 'piscina-task', supports: () => true, open: (spec) => openPiscina(spec) },
     'piscina-batched': {
@@ -310,7 +312,8 @@ async function main(args: Args, daemons: Daemon[]): Promise<void> {
           series[run] = measurement?.value;
           if (measurement?.serialSeconds !== undefined) serials.push(measurement.serialSeconds);
           if (measurement?.coldValue !== undefined) (results.latencyCold[contender.id] ??= [])[run] = measurement.coldValue;
-          if (measurement?.cpuPerMillion !== undefined && contender.id !== 'piscina-task' && contender.id !== 'piscina-batched') {
+          // Where the workers are threads of this process, its CPU is theirs too: not a coordinator's figure.
+          if (measurement?.cpuPerMillion !== undefined && !WORKERS_IN_THIS_PROCESS.has(contender.id)) {
             (results.w1Cpu[contender.id] ??= [])[run] = measurement.cpuPerMillion;
           }
           log({ event: 'measured', run: run + 1, workload: w, contender: contender.id, value: measurement?.value, unit: spec.unit });
