@@ -1,7 +1,8 @@
 /**
  * Cold start (c) and (d), issue 13: a fresh coordinator in this fresh process, against a daemon
  * that has served other coordinators before (`ms-daemon`), or the raw bound, fresh on both ends
- * (`raw`: its own 2 child processes). Prints one JSON line:
+ * (`raw`: its own 2 child processes), or for comparison a fresh local Processor (`ms-local`: its own
+ * fresh child daemon; `ms-in-process`: inProcess). Prints one JSON line:
  *   maps:        { connectMs, firstRates: jobs/s of maps 1, 2, 3…, steadyRate }
  *   round-trips: { connectMs, p50Ms } over the first `roundTrips` one-job maps
  *
@@ -22,7 +23,7 @@ import { FULL_SIZES, workloadSpecs, type Mapper } from './workloads.js';
 
 interface Args {
   mode: 'maps' | 'round-trips';
-  contender: 'ms-daemon' | 'raw';
+  contender: 'ms-daemon' | 'raw' | 'ms-local' | 'ms-in-process';
   address?: string;
   jobs: number;
   firstMaps: number;
@@ -34,11 +35,12 @@ const STEADY_TIMED_MAPS = 3;
 const JOIN_TIMEOUT_MS = 20_000;
 
 const args = JSON.parse(process.argv[2] ?? '{}') as Args;
-if ((args.mode !== 'maps' && args.mode !== 'round-trips') || (args.contender !== 'raw' && !(args.contender === 'ms-daemon' && args.address))) {
+const CONTENDERS = ['ms-daemon', 'raw', 'ms-local', 'ms-in-process'];
+if ((args.mode !== 'maps' && args.mode !== 'round-trips') || !CONTENDERS.includes(args.contender) || (args.contender === 'ms-daemon' && !args.address)) {
   throw new Error(`cold-coordinator: bad arguments ${process.argv[2]}`);
 }
 
-/** Opened and connected: MapScale once its daemon has joined (connected, authenticated, set up), the raw bound once both sockets are. */
+/** Opened and connected: MapScale once its daemon (or its local workers) has joined (connected, authenticated, set up), the raw bound once both sockets are. */
 async function connect(): Promise<Mapper> {
   if (args.contender === 'raw') {
     // 1,000 jobs per frame, as in W1 and for 1-job maps one frame each.
@@ -46,7 +48,8 @@ async function connect(): Promise<Mapper> {
     await mapper.map([]); // resolves once both children listen and are connected, sending nothing
     return mapper;
   }
-  const processor = new Processor(square, [args.address!]);
+  const processor = args.contender === 'ms-daemon' ? new Processor(square, [args.address!])
+    : new Processor(square, WORKERS, { inProcess: args.contender === 'ms-in-process' });
   // A Processor's sockets are unref'd, and so is AbortSignal.timeout's timer: this one keeps the process up meanwhile.
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {

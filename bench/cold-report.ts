@@ -18,6 +18,8 @@ const LOCAL_MODES = ['ms-local', 'ms-in-process'] as const;
 const COORDINATOR_LABELS: Readonly<Record<CoordinatorId, string>> = Object.freeze({
   'ms-daemon': 'MapScale: fresh coordinator, warm daemon',
   raw: 'raw TCP + msgpackr bound, fresh on both ends',
+  'ms-local': 'for comparison: MapScale local, a fresh Processor and its daemon',
+  'ms-in-process': 'for comparison: MapScale local, inProcess, fresh',
 });
 
 const count = (n: number | undefined): string => (n === undefined ? '?' : n.toLocaleString('en-US'));

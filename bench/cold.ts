@@ -25,8 +25,11 @@ export const APP_IDS = ['ms-local', 'ms-in-process', 'piscina-task', 'mp-pool'] 
 export type AppId = (typeof APP_IDS)[number];
 export const APP_MARKS = ['imported', 'mapped', 'shutDown'] as const;
 export type AppMark = (typeof APP_MARKS)[number];
+/** (d)'s contenders: a fresh coordinator against the warm daemon, and the raw bound, fresh. */
 export const COORDINATOR_IDS = ['ms-daemon', 'raw'] as const;
-export type CoordinatorId = (typeof COORDINATOR_IDS)[number];
+/** (c)'s: those, and for comparison (no target) a fresh local Processor, its workers as fresh as it. */
+export const MAP_CURVE_IDS = [...COORDINATOR_IDS, 'ms-local', 'ms-in-process'] as const;
+export type CoordinatorId = (typeof MAP_CURVE_IDS)[number];
 /** Timed maps of a fresh coordinator, one by one, before its steady state. */
 export const COLD_FIRST_MAPS = 3;
 
@@ -208,7 +211,7 @@ async function measureCoordinators(options: ColdOptions, results: ColdResults, a
     await coordinator('maps', 'ms-daemon');
     await coordinator('round-trips', 'ms-daemon');
     for (let run = 0; run < runs.coordinator; run++) {
-      for (const id of rotated(COORDINATOR_IDS, run)) {
+      for (const id of rotated(MAP_CURVE_IDS, run)) {
         await attempt(`maps ${id}`, async () => {
           const { json } = await coordinator<{ connectMs: number; firstRates: number[]; steadyRate: number }>('maps', id);
           const series = (results.maps[id] ??= { connectMs: [], first: Array.from({ length: COLD_FIRST_MAPS }, (): Series => []), steady: [] });
