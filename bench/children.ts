@@ -1,6 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
+import type { Measurement } from './measure.js';
 
 /**
  * Every process the bench starts itself goes through here, so that each one is stopped at the end,
@@ -8,6 +10,8 @@ import { createInterface } from 'node:readline';
  * stdin closes, so even a bench killed with SIGKILL leaves none behind.
  */
 const live = new Set<ChildProcess>();
+/** How long runToExit waits for a child's pipes to close after it exited. */
+const PIPE_GRACE_MS = 2_000;
 
 export interface ChildHandle {
   readonly child: ChildProcess;
@@ -18,8 +22,9 @@ export interface ChildHandle {
   waitForEvent(event: string, timeoutMs: number): Promise<Record<string, unknown>>;
 }
 
-export function spawnNode(args: string[], env: NodeJS.ProcessEnv = process.env): ChildHandle {
-  const child = spawn(process.execPath, args, { env, stdio: ['pipe', 'pipe', 'inherit'] });
+/** Starts a child tracked by this module: killed at the end whatever happens. */
+function spawnTracked(file: string, args: string[], env: NodeJS.ProcessEnv, stderr: 'inherit' | 'pipe'): { child: ChildProcess; exited: Promise<number | null> } {
+  const child = spawn(file, args, { env, stdio: ['pipe', 'pipe', stderr] });
   live.add(child);
   const exited = new Promise<number | null>((resolve) => {
     child.once('exit', (code) => {
@@ -31,6 +36,11 @@ export function spawnNode(args: string[], env: NodeJS.ProcessEnv = process.env):
       resolve(null);
     });
   });
+  return { child, exited };
+}
+
+export function spawnNode(args: string[], env: NodeJS.ProcessEnv = process.env): ChildHandle {
+  const { child, exited } = spawnTracked(process.execPath, args, env, 'inherit');
   const complaints: string[] = [];
   const waiters = new Map<string, (entry: Record<string, unknown>) => void>();
   // Always read stdout to the end: a child blocked on a full pipe would skew what we measure.
@@ -66,6 +76,56 @@ export function spawnNode(args: string[], env: NodeJS.ProcessEnv = process.env):
       });
     },
   };
+}
+
+export interface ChildRun<T> {
+  /** The last line of the child's stdout, parsed. */
+  readonly json: T;
+  /** From just before spawning it to its exit, as this process saw it: the whole wall time of a fresh process. */
+  readonly wallSeconds: number;
+}
+
+/**
+ * Runs a child that measures (or does) something by itself and prints one JSON line last on its
+ * stdout: resolves when it has exited with code 0, rejects on any other exit or after `timeoutMs`
+ * (then it is killed). Its stdin stays open until it exits: the bench's own children exit when
+ * their stdin closes, so a killed bench leaves none behind.
+ */
+export async function runToExit<T>(file: string, args: string[], timeoutMs: number, env: NodeJS.ProcessEnv = process.env): Promise<ChildRun<T>> {
+  const started = performance.now();
+  const { child, exited } = spawnTracked(file, args, env, 'pipe');
+  const closed = new Promise((resolve) => child.once('close', resolve));
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+  // Only the tail: it is for the error message.
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr = (stderr + chunk).slice(-2_000)));
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs)));
+  const code = await Promise.race([exited, deadline]);
+  const wallSeconds = (performance.now() - started) / 1000;
+  clearTimeout(timer);
+  const what = `${file} ${args.join(' ')}`.slice(0, 300);
+  if (code === 'timeout') {
+    child.kill('SIGKILL');
+    await exited;
+    throw new Error(`${what}: did not exit within ${timeoutMs} ms; stderr: ${stderr.trim()}`);
+  }
+  // 'exit' can come before the last stdout chunk: wait for the pipes to close, but not for a
+  // grandchild that holds them open.
+  await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, PIPE_GRACE_MS).unref())]);
+  if (code !== 0) throw new Error(`${what}: exited with code ${code}; stderr: ${stderr.trim()}`);
+  const last = stdout.trim().split('\n').pop() ?? '';
+  try {
+    return { json: JSON.parse(last) as T, wallSeconds };
+  } catch {
+    throw new Error(`${what}: its last line is not JSON: ${last.slice(0, 200)}; stderr: ${stderr.trim()}`);
+  }
+}
+
+/** A child that measures by itself and prints its Measurement as the last line of its stdout. */
+export async function runForMeasurement(file: string, args: string[], timeoutMs: number): Promise<Measurement> {
+  return (await runToExit<Measurement>(file, args, timeoutMs)).json;
 }
 
 /** SIGTERM, then SIGKILL if it overstays `graceMs`. */

@@ -1,11 +1,13 @@
 import { median } from './measure.js';
+import { cell, formatRatio, formatValue, present, ratio, type Series } from './figures.js';
+import { renderColdStart } from './cold-report.js';
+import { COLD_FIRST_MAPS, type ColdResults } from './cold.js';
 import {
   CONTENDER_IDS, CONTENDER_LABELS, MAPSCALE_IDS, PEER_IDS, TARGETS,
   PINNED_IDS, type ContenderId, type PinnedId, type Sizes, type WorkloadId, type WorkloadSpec,
 } from './workloads.js';
 
-/** Per run, in run order; undefined where that run's measurement failed or was not made. */
-export type Series = (number | undefined)[];
+export type { Series };
 
 export interface BenchResults {
   values: Record<WorkloadId, Partial<Record<ContenderId, Series>>>;
@@ -20,6 +22,8 @@ export interface BenchResults {
   transport: Record<'tcp' | 'unix', { roundTripMs: Series; mibPerSecond: Series }> | null;
   /** Latency p50 with every process of the contender on one CPU (bench/pinned.ts). */
   pinned: Partial<Record<PinnedId, Series>> | null;
+  /** Cold start (issue 13): every figure from fresh processes (bench/cold.ts). */
+  cold: ColdResults | null;
   failures: string[];
 }
 
@@ -39,57 +43,6 @@ export interface ReportMeta {
   /** 1-minute load average before and after the run: other work on the machine skews every figure. */
   loadBefore: number;
   loadAfter: number;
-}
-
-const present = (series: Series | undefined): number[] => (series ?? []).filter((v): v is number => v !== undefined && Number.isFinite(v));
-
-/** Median of per-run ratios: both figures of each ratio come from the same run, as the issue asks. */
-function ratio(a: Series | undefined, b: Series | undefined): number | undefined {
-  if (!a || !b) return undefined;
-  const ratios: number[] = [];
-  for (let r = 0; r < a.length; r++) {
-    const x = a[r];
-    const y = b[r];
-    if (x !== undefined && y !== undefined && y > 0) ratios.push(x / y);
-  }
-  return median(ratios);
-}
-
-type FigureKind = WorkloadId | 'cpu' | 'capacity' | 'seconds' | 'micros';
-
-function formatValue(workload: FigureKind, v: number): string {
-  switch (workload) {
-    case 'w1':
-    case 'capacity':
-      return v >= 1e6 ? `${(v / 1e6).toFixed(2)} M` : v >= 1e3 ? `${(v / 1e3).toFixed(1)} k` : v.toFixed(0);
-    case 'w2':
-      return v.toFixed(3);
-    case 'w3':
-      return Math.round(v).toLocaleString('en-US');
-    case 'w4':
-      return v.toFixed(3);
-    case 'latency':
-    case 'cpu':
-    case 'seconds':
-      return v >= 10 ? v.toFixed(1) : v.toPrecision(3);
-    case 'micros':
-      return v >= 100 ? v.toFixed(0) : v.toPrecision(3);
-  }
-}
-
-function cell(workload: FigureKind, series: Series | undefined): string {
-  const values = present(series);
-  if (!series) return '—';
-  if (values.length === 0) return 'failed';
-  const mid = formatValue(workload, median(values)!);
-  const failed = series.length - values.length;
-  const range = values.length > 1 ? ` (${formatValue(workload, Math.min(...values))}–${formatValue(workload, Math.max(...values))})` : '';
-  return `${mid}${range}${failed > 0 ? ` [${failed} failed]` : ''}`;
-}
-
-function formatRatio(r: number | undefined): string {
-  if (r === undefined) return '—';
-  return r >= 10 ? `${r.toFixed(0)}×` : `${r.toFixed(2)}×`;
 }
 
 function targetCell(workload: WorkloadId, results: BenchResults, id: ContenderId): string {
@@ -122,7 +75,7 @@ export function renderTables(specs: Record<WorkloadId, WorkloadSpec>, results: B
     }
     lines.push('', '### MapScale / peer (median of same-run ratios)', '');
     lines.push('Above 1× is better for W1–W3 (throughput), below 1× is better for W4 and latency (time).', '');
-    lines.push(`| workload | MapScale | ${PEER_IDS.map((id) => `vs ${CONTENDER_LABELS[id]}`).join(' | ')} | issue 3 target |`);
+    lines.push(`| workload | MapScale | ${PEER_IDS.map((id) => `vs ${CONTENDER_LABELS[id]}`).join(' | ')} | target (issue 13) |`);
     lines.push(`|---|---|${PEER_IDS.map(() => '---').join('|')}|---|`);
     for (const w of meta.workloads) {
       for (const id of MAPSCALE_IDS) {
@@ -184,6 +137,7 @@ export function renderTables(specs: Record<WorkloadId, WorkloadSpec>, results: B
       lines.push(`| ${CONTENDER_LABELS[id]} | ${cell('latency', pinned[id])} | ${id === 'raw' ? '1×' : formatRatio(ratio(pinned[id], pinned.raw))} |`);
     }
   }
+  if (results.cold) lines.push(...renderColdStart(results.cold, meta.sizes));
   if (results.failures.length > 0) {
     lines.push('', '### Failures', '');
     for (const failure of results.failures) lines.push(`- ${failure.replace(/\n/g, ' ')}`);
@@ -208,7 +162,7 @@ export function renderResultsFile(tables: string, meta: ReportMeta): string {
     '',
     '### Method',
     '',
-    '- **MapScale local**: `new Processor(fn, 2)` (a local daemon child with 2 instance threads). **MapScale, 1 daemon**: `new Processor(fn, [address])` against one `mapscale-worker --workers 2` the bench starts on 127.0.0.1.',
+    '- **MapScale local**: `new Processor(fn, 2)` (a local daemon child with 2 instance threads). **MapScale local, inProcess**: `new Processor(fn, 2, { inProcess: true })` (the 2 instance threads in the bench\'s own process, issue 13). **MapScale, 1 daemon**: `new Processor(fn, [address])` against one `mapscale-worker --workers 2` the bench starts on 127.0.0.1.',
     '- **Piscina 1 task/job**: `minThreads = maxThreads = 2`, `Promise.all(jobs.map(run))`. **Piscina batched**: the same pool, jobs sliced by hand into tasks of 1,000 (W1) or half a map (W4); not run where batching by hand does not apply (—).',
     '- **Python mp.Pool**: `multiprocessing.Pool(2)` in a python3 child that times itself by the same method (bench/mp_pool.py): `pool.map(fn, jobs)` with its default chunksize, `pool.apply` per round trip for latency, W1–W3 and latency warm, W4 from creating the pool; every result checked. W2\'s job is a Python loop calibrated there to the same ~10 ms.',
     '- **Raw bound**: 2 child processes, each serving one loopback TCP connection; the parent streams length-prefixed msgpackr frames (1,000 jobs per frame for W1, 1 for W2 and latency, 4 MiB for W3, half a map for W4), 2 frames in flight per child, the next frame to whichever child answers. No envelope, handshake or scheduler.',
@@ -219,6 +173,7 @@ export function renderResultsFile(tables: string, meta: ReportMeta): string {
     '- **Latency with every process on one CPU**: each contender in a child started under `taskset -c 0` (bench/pinned.ts), so all its processes and threads share CPU 0. On this VM a wake-up across CPUs costs ~3× one on the same CPU, and which one a contender gets is the scheduler\'s choice per run: the raw bound\'s unpinned round trip is ~0.033 ms in some runs and ~0.088 ms in others. Pinned, the figures compare the software paths alone.',
     '- W1–W3 and latency are timed warm: each contender first runs up to 8 untimed maps of the same jobs (fewer once 1.5 s is spent; W1 still got 20–40% faster up to its sixth map, the raw bound\'s too; W1 is then the median of 3 timed maps; a few jobs for W2, whose loops optimize within one call; 6,000 untimed round trips before latency: every contender\'s round trip keeps getting faster for its first 3,000–5,000, as the JIT tiers up its path, the longer paths later; the first 1,000 of them give the fresh-contender figure); W4 is timed cold, from creating the contender (processes, threads, 300 ms setup per worker) to the end of its last map. Every result is checked.',
     '- W2 efficiency = serial time of the same jobs on the main thread / (wall time × 2 workers). The speed of this machine drifts within a second, so the timed map of each contender is bracketed by the serial run: half of the jobs just before it, half just after.',
+    `- **Cold start** (issue 13, bench/cold.ts): every figure from processes started for it alone, the bench timing each child from spawn to exit. (a) a child creates one pool (\`new Processor(fn, 2)\`, and with \`{ inProcess: true }\`: its instance threads in the app's process; \`multiprocessing.Pool(2)\` with \`pool.map\`'s default chunksize; Piscina(2) with tasks of 1,000 jobs; the raw bound's 2 processes, 1,000 jobs a frame), runs one map of N \`x*x\` jobs, closes it and exits; its own check of every result is timed and taken off, and it reports import + pool + first map as it timed them itself. (b) \`node bench/cold-app/mapscale.mjs\` (with \`in-process\`: the same with inProcess; or piscina.mjs, 1 task a job; mp_pool.py): 10 jobs on 2 local workers, results printed; the Node apps also print when (\`performance.now()\`, from their process's start) their imports had loaded, their results came and shutdown was done. (c) one daemon for the section (\`--workers 2\`), first served by one untimed coordinator; then a fresh coordinator process per run connects (reported apart), times its first ${COLD_FIRST_MAPS} maps of ${s.coldDaemonJobs.toLocaleString('en-US')} jobs one by one, runs ${s.coldSteadyAfter} more and takes the median of 3 after them as its steady rate; the raw bound the same, fresh on both ends (its own 2 processes), and for comparison a fresh local Processor (child daemon, and inProcess), whose workers are as fresh as it. (d) a fresh coordinator's first ${s.coldRoundTrips.toLocaleString('en-US')} one-job maps, one at a time, against the same daemon, and the raw bound's, fresh. Python runs as its interpreter's own path with \`-S\`: \`python3\` on this machine's PATH is a pyenv shim (~70 ms of shell before Python starts), and its site-packages holds a sandbox's .pth that imports certifi at every start (~50 ms). Before the timed runs, one untimed pass of (a) and (b) puts every file in the page cache.`,
     '- Contenders run in a rotating order, one run after another; ratios are taken within a run, then the median over runs.',
     '- Coordinator CPU: `process.cpuUsage()` of the bench process around the timed map (its workers live in other processes).',
     '',

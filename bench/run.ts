@@ -3,30 +3,34 @@
  * loopback) and, in the same run, Piscina (task per job, and batched by hand) and a raw
  * TCP + msgpackr reference; then coordinator capacity, many concurrent one-job maps on one
  * Processor (per-map cost against N: flat means the scheduler's state is indexed, not scanned),
- * the local transport, and latency with every process on one CPU. Prints one table of medians
- * with ratios and writes it to bench/RESULTS.md.
+ * the local transport, latency with every process on one CPU, and cold start (issue 13: every
+ * contender fresh in processes of its own, bench/cold.ts). Prints one table of medians with
+ * ratios and writes it to bench/RESULTS.md.
  *
  *   pnpm bench                  3 runs, the issue's sizes
  *   pnpm bench -- --runs 5
  *   pnpm bench -- --quick       1 run, small sizes: a smoke test (writes bench/.tmp/RESULTS.quick.md)
- *   pnpm bench -- --only w1,latency,capacity,concurrent,transport,pinned
+ *   pnpm bench -- --only w1,latency,capacity,concurrent,transport,pinned,cold
+ *                               (cold = cold-local, (a) and (b), and cold-daemon, (c) and (d))
+ *                               (writes bench/.tmp/RESULTS.w1-latency-….md: only a full run writes RESULTS.md)
  *
  * Every process it starts is stopped at the end, on failure and on SIGINT/SIGTERM; each
  * measurement has a deadline and the whole run a watchdog.
  */
-import { execFile, execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, totalmem } from 'node:os';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs, promisify } from 'node:util';
-import { childPids, killAllNow, liveCount } from './children.js';
+import { parseArgs } from 'node:util';
+import { childPids, killAllNow, liveCount, runForMeasurement } from './children.js';
 import { startDaemon, type Daemon } from './daemons.js';
 import { openMapScale, openProcessor } from './contenders/mapscale.js';
 import { openPiscina } from './contenders/piscina.js';
 import { openRaw } from './contenders/raw.js';
 import { measureConcurrentMaps } from './concurrent.js';
+import { measureColdStart } from './cold.js';
 import { measureTransport } from './transport.js';
 import { calibrateSpin, makeData, measureCold, measureWarm, median, WORKERS, type Measurement, type WorkloadData } from './measure.js';
 import { renderResultsFile, renderTables, type BenchResults, type ReportMeta, type Series } from './report.js';
@@ -40,14 +44,20 @@ const REPO_DIR = fileURLToPath(new URL('../', import.meta.url));
 const BENCH_SOURCE_DIR = `${REPO_DIR}bench/`;
 const PINNED_PATH = fileURLToPath(new URL('./pinned.js', import.meta.url));
 const MP_POOL_PATH = `${BENCH_SOURCE_DIR}mp_pool.py`;
-const runFile = promisify(execFile);
 const CLOSE_DEADLINE_MS = 20_000;
 const DAEMON_START_MS = 20_000;
+const WORKERS_IN_THIS_PROCESS: ReadonlySet<ContenderId> = new Set(['piscina-task', 'piscina-batched', 'ms-in-process']);
+/** Runs of the cold section's (a)/(b) and (c)/(d) without --runs (issue 13: medians of several). */
+const COLD_DEFAULT_RUNS = Object.freeze({ start: 5, coordinator: 3 });
 
-type Section = WorkloadId | 'capacity' | 'concurrent' | 'transport' | 'pinned';
+type Section = WorkloadId | 'capacity' | 'concurrent' | 'transport' | 'pinned' | 'cold-local' | 'cold-daemon';
+/** Names --only takes for several sections at once. */
+const SECTION_GROUPS: Readonly<Record<string, readonly Section[]>> = Object.freeze({ cold: ['cold-local', 'cold-daemon'] });
 
 interface Args {
   runs: number;
+  /** Whether --runs was given: the cold section then takes it too, else runs by its own defaults. */
+  runsGiven: boolean;
   quick: boolean;
   out: string;
   only: Set<Section>;
@@ -69,16 +79,23 @@ function parseCli(): Args {
     strict: true,
   });
   if (values.help) {
-    process.stdout.write('usage: node bench-dist/run.js [--runs N] [--quick] [--only w1,w2,w3,w4,latency,capacity,concurrent,transport,pinned] [--out FILE]\n');
+    process.stdout.write('usage: node bench-dist/run.js [--runs N] [--quick] [--only w1,w2,w3,w4,latency,capacity,concurrent,transport,pinned,cold-local,cold-daemon,cold] [--out FILE]\n');
     process.exit(0);
   }
   const runs = values.runs === undefined ? (values.quick ? 1 : 3) : Number(values.runs);
   if (!Number.isInteger(runs) || runs < 1 || runs > 50) throw new Error(`--runs must be an integer from 1 to 50, got ${values.runs}`);
-  const known = [...WORKLOAD_IDS, 'capacity', 'concurrent', 'transport', 'pinned'];
-  const only = new Set((values.only ?? known.join(',')).split(',').map((s) => s.trim()).filter(Boolean));
-  for (const name of only) if (!known.includes(name)) throw new Error(`--only: unknown workload "${name}" (known: ${known.join(', ')})`);
-  const out = values.out ?? `${BENCH_SOURCE_DIR}${values.quick ? '.tmp/RESULTS.quick.md' : 'RESULTS.md'}`;
-  return { runs, quick: values.quick, out, only: only as Set<Section> };
+  const known: Section[] = [...WORKLOAD_IDS, 'capacity', 'concurrent', 'transport', 'pinned', 'cold-local', 'cold-daemon'];
+  const names = (values.only ?? known.join(',')).split(',').map((s) => s.trim()).filter(Boolean);
+  const only = new Set<Section>();
+  for (const name of names) {
+    const sections = SECTION_GROUPS[name] ?? (known.includes(name as Section) ? [name as Section] : undefined);
+    if (!sections) throw new Error(`--only: unknown section "${name}" (known: ${[...known, ...Object.keys(SECTION_GROUPS)].join(', ')})`);
+    for (const section of sections) only.add(section);
+  }
+  // Only a full run replaces bench/RESULTS.md: `--only cold` must not leave it holding one section.
+  const partial = known.some((name) => !only.has(name));
+  const out = values.out ?? `${BENCH_SOURCE_DIR}${values.quick ? '.tmp/RESULTS.quick.md' : partial ? `.tmp/RESULTS.${names.join('-')}.md` : 'RESULTS.md'}`;
+  return { runs, runsGiven: values.runs !== undefined, quick: values.quick, out, only };
 }
 
 /** Which MapScale was measured: the commit, and whether packages/ differed from it. */
@@ -123,15 +140,10 @@ async function measureMpPool(spec: WorkloadSpec, sizes: Sizes): Promise<Measurem
   return runForMeasurement('python3', [MP_POOL_PATH, JSON.stringify({ ...sizes, workload: spec.id, workers: WORKERS })], sizes.measureDeadlineMs);
 }
 
-/** Runs a child that measures by itself and prints its Measurement as the last line of its stdout. */
-async function runForMeasurement(file: string, args: string[], timeoutMs: number): Promise<Measurement> {
-  const { stdout } = await runFile(file, args, { timeout: timeoutMs });
-  return JSON.parse(stdout.trim().split('\n').pop()!) as Measurement;
-}
-
 function contenders(daemon: Daemon, secret: string, hasPython: boolean): Contender[] {
   const byId: Record<ContenderId, Contender> = {
     'ms-local': { id: 'ms-local', supports: () => true, open: (spec) => openMapScale(spec, WORKERS) },
+    'ms-in-process': { id: 'ms-in-process', supports: () => true, open: (spec) => openMapScale(spec, WORKERS, undefined, { inProcess: true }) },
     'ms-daemon': { id: 'ms-daemon', supports: () => true, open: (spec) => openMapScale(spec, [daemon.address], secret) },
     'piscina-task': { id: 'piscina-task', supports: () => true, open: (spec) => openPiscina(spec) },
     'piscina-batched': {
@@ -272,6 +284,7 @@ async function main(args: Args, daemons: Daemon[]): Promise<void> {
     concurrent: null,
     transport: null,
     pinned: null,
+    cold: null,
     failures: [],
   };
 
@@ -299,7 +312,8 @@ async function main(args: Args, daemons: Daemon[]): Promise<void> {
           series[run] = measurement?.value;
           if (measurement?.serialSeconds !== undefined) serials.push(measurement.serialSeconds);
           if (measurement?.coldValue !== undefined) (results.latencyCold[contender.id] ??= [])[run] = measurement.coldValue;
-          if (measurement?.cpuPerMillion !== undefined && contender.id !== 'piscina-task' && contender.id !== 'piscina-batched') {
+          // Where the workers are threads of this process, its CPU is theirs too: not a coordinator's figure.
+          if (measurement?.cpuPerMillion !== undefined && !WORKERS_IN_THIS_PROCESS.has(contender.id)) {
             (results.w1Cpu[contender.id] ??= [])[run] = measurement.cpuPerMillion;
           }
           log({ event: 'measured', run: run + 1, workload: w, contender: contender.id, value: measurement?.value, unit: spec.unit });
@@ -341,6 +355,13 @@ async function main(args: Args, daemons: Daemon[]): Promise<void> {
   }
 
   if (args.only.has('pinned')) results.pinned = await measurePinned(args, sizes, results.failures);
+
+  const coldParts = { local: args.only.has('cold-local'), daemon: args.only.has('cold-daemon') };
+  if (coldParts.local || coldParts.daemon) {
+    // Single fresh processes are noisier than warm maps: more runs of the quick ones by default.
+    const runs = args.runsGiven || args.quick ? { start: args.runs, coordinator: args.runs } : COLD_DEFAULT_RUNS;
+    results.cold = await measureColdStart({ runs, parts: coldParts, sizes, secret, daemons, failures: results.failures, log });
+  }
 
   const cpuList = cpus();
   const meta: ReportMeta = {

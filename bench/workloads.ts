@@ -48,6 +48,16 @@ export interface Sizes {
    * tiers up the path.
    */
   readonly concurrentWarmupMaps: number;
+  /** Cold start (issue 13): the job counts of a fresh pool's first map, one figure each (the targets name the first two). */
+  readonly coldMapJobs: readonly number[];
+  /** Jobs of the trivial app, started and run to its exit. */
+  readonly coldAppJobs: number;
+  /** Jobs per map of a fresh coordinator against a warm daemon; its first maps are timed one by one. */
+  readonly coldDaemonJobs: number;
+  /** Untimed maps after those before the same Processor's steady-state rate is timed. */
+  readonly coldSteadyAfter: number;
+  /** A fresh coordinator's first one-job round trips, of which the p50 is the figure. */
+  readonly coldRoundTrips: number;
   /** Upper bound of one measurement, startup and teardown included. */
   readonly measureDeadlineMs: number;
 }
@@ -72,6 +82,11 @@ export const FULL_SIZES: Sizes = Object.freeze({
   capacityInstances: 4,
   concurrentMaps: Object.freeze([10_000, 20_000, 40_000]),
   concurrentWarmupMaps: 20_000,
+  coldMapJobs: Object.freeze([100_000, 1_000_000]),
+  coldAppJobs: 10,
+  coldDaemonJobs: 100_000,
+  coldSteadyAfter: 8,
+  coldRoundTrips: 1_000,
   measureDeadlineMs: 120_000,
 });
 
@@ -87,6 +102,10 @@ export const QUICK_SIZES: Sizes = Object.freeze({
   latencyColdSamples: 100,
   capacityJobs: 200_000,
   concurrentMaps: Object.freeze([1_000, 2_000, 4_000]),
+  coldMapJobs: Object.freeze([20_000, 200_000]),
+  coldDaemonJobs: 20_000,
+  coldSteadyAfter: 4,
+  coldRoundTrips: 200,
   measureDeadlineMs: 60_000,
 });
 
@@ -120,9 +139,9 @@ export function workloadSpecs(sizes: Sizes): Record<WorkloadId, WorkloadSpec> {
   };
 }
 
-export type ContenderId = 'ms-local' | 'ms-daemon' | 'piscina-task' | 'piscina-batched' | 'mp-pool' | 'raw' | 'raw-thread' | 'raw-thread-socket';
-export const CONTENDER_IDS: readonly ContenderId[] = ['ms-local', 'ms-daemon', 'piscina-task', 'piscina-batched', 'mp-pool', 'raw', 'raw-thread', 'raw-thread-socket'];
-export const MAPSCALE_IDS: readonly ContenderId[] = ['ms-local', 'ms-daemon'];
+export type ContenderId = 'ms-local' | 'ms-in-process' | 'ms-daemon' | 'piscina-task' | 'piscina-batched' | 'mp-pool' | 'raw' | 'raw-thread' | 'raw-thread-socket';
+export const CONTENDER_IDS: readonly ContenderId[] = ['ms-local', 'ms-in-process', 'ms-daemon', 'piscina-task', 'piscina-batched', 'mp-pool', 'raw', 'raw-thread', 'raw-thread-socket'];
+export const MAPSCALE_IDS: readonly ContenderId[] = ['ms-local', 'ms-in-process', 'ms-daemon'];
 export const PEER_IDS: readonly ContenderId[] = ['piscina-task', 'piscina-batched', 'mp-pool', 'raw', 'raw-thread', 'raw-thread-socket'];
 /** Contenders whose latency is also measured with every process on one CPU (bench/pinned.ts). */
 export const PINNED_IDS = ['ms-local', 'ms-daemon', 'raw', 'raw-thread-socket'] as const satisfies readonly ContenderId[];
@@ -130,6 +149,7 @@ export type PinnedId = (typeof PINNED_IDS)[number];
 
 export const CONTENDER_LABELS: Readonly<Record<ContenderId, string>> = Object.freeze({
   'ms-local': 'MapScale local',
+  'ms-in-process': 'MapScale local, inProcess',
   'ms-daemon': 'MapScale, 1 daemon on loopback',
   'piscina-task': 'Piscina 1 task/job',
   'piscina-batched': 'Piscina, batched by hand',
@@ -139,9 +159,9 @@ export const CONTENDER_LABELS: Readonly<Record<ContenderId, string>> = Object.fr
   'raw-thread-socket': 'raw bound, socket and jobs on a worker thread',
 });
 
-/** What issue 3 asks of MapScale, per workload. */
+/** What issues 3 and 13 ask of MapScale at steady state, per workload. */
 export interface Target {
-  /** Against the raw bound's figure of the same run, or the workload's own figure (W2 efficiency). */
+  /** Against the raw bound's figure of the same run, or the workload's own figure. */
   against: 'raw' | 'absolute';
   op: '>=' | '<=';
   value: number;
@@ -151,7 +171,8 @@ export interface Target {
 
 export const TARGETS: Readonly<Record<WorkloadId, Target>> = Object.freeze({
   w1: { against: 'raw', op: '>=', value: 0.5, aheadOf: ['mp-pool', 'piscina-batched'] },
-  w2: { against: 'absolute', op: '>=', value: 0.95 },
+  // Issue 13: 0.97× the raw bound's efficiency in the same run, instead of an absolute 0.95 that the raw bound itself misses here.
+  w2: { against: 'raw', op: '>=', value: 0.97 },
   w3: { against: 'raw', op: '>=', value: 0.75 },
   w4: { against: 'raw', op: '<=', value: 1.15 },
   latency: { against: 'raw', op: '<=', value: 2 },

@@ -1,0 +1,2 @@
+// The trivial Piscina app's worker module.
+export default (x) => x * x;
