@@ -1,5 +1,6 @@
 import { writeSync } from 'node:fs';
-import { pino, type Logger, type LevelWithSilent } from 'pino';
+import { createRequire } from 'node:module';
+import type { Logger, LevelWithSilent } from 'pino';
 
 const LABELS: Record<number, string> = { 10: 'trace', 20: 'debug', 30: 'info', 40: 'warning', 50: 'error', 60: 'fatal' };
 /** Fields every pino line has, which a person does not need to read. */
@@ -26,9 +27,13 @@ export function humanLine(record: Record<string, unknown>): string {
  * A pino logger that writes `humanLine`s to stderr, synchronously (a line must not be lost when the
  * app exits right after). For where a person reads: the default when the app gives no logger, and
  * the `mapscale` CLI on a terminal. An app that gives a logger gets JSON events from it instead.
+ *
+ * pino itself is loaded with the first line written (a warning, by default): ~20 ms of a fresh
+ * process's start that most apps, which log nothing, never pay (docs/ARCHITECTURE.md, "Cold start").
+ * Until then this is a stand-in that knows the level and the bindings of its children.
  */
 export function humanLogger(level: LevelWithSilent, fd = 2): Logger {
-  return pino({ level }, {
+  const root = () => loadPino()({ level }, {
     write(line: string) {
       let record: Record<string, unknown>;
       try {
@@ -40,4 +45,58 @@ export function humanLogger(level: LevelWithSilent, fd = 2): Logger {
       writeSync(fd, humanLine(record));
     },
   });
+  return new DeferredLogger(root, level) as unknown as Logger;
+}
+
+let pinoFactory: typeof import('pino').pino | undefined;
+function loadPino(): typeof import('pino').pino {
+  pinoFactory ??= (createRequire(import.meta.url)('pino') as typeof import('pino')).pino;
+  return pinoFactory;
+}
+
+const LEVELS: Readonly<Record<string, number>> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60, silent: Infinity };
+
+/** The part of pino's Logger the coordinator (and an embedded daemon) uses, the real one made on first use. */
+class DeferredLogger {
+  readonly #make: () => Logger;
+  #real: Logger | undefined;
+  #level: string;
+
+  constructor(make: () => Logger, level: string) {
+    this.#make = make;
+    this.#level = level;
+  }
+
+  #logger(): Logger {
+    this.#real ??= this.#make();
+    return this.#real;
+  }
+
+  get level(): string {
+    return this.#level;
+  }
+
+  set level(level: string) {
+    this.#level = level;
+    if (this.#real) this.#real.level = level;
+  }
+
+  isLevelEnabled(level: string): boolean {
+    return (LEVELS[level] ?? 0) >= (LEVELS[this.#level] ?? 30);
+  }
+
+  child(bindings: Record<string, unknown>, options?: { level?: string }): DeferredLogger {
+    return new DeferredLogger(() => this.#logger().child(bindings, options as never), options?.level ?? this.#level);
+  }
+
+  #write(level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal', args: unknown[]): void {
+    if (this.isLevelEnabled(level)) (this.#logger()[level] as (...a: unknown[]) => void)(...args);
+  }
+
+  trace(...args: unknown[]): void { this.#write('trace', args); }
+  debug(...args: unknown[]): void { this.#write('debug', args); }
+  info(...args: unknown[]): void { this.#write('info', args); }
+  warn(...args: unknown[]): void { this.#write('warn', args); }
+  error(...args: unknown[]): void { this.#write('error', args); }
+  fatal(...args: unknown[]): void { this.#write('fatal', args); }
 }

@@ -1,5 +1,5 @@
 import { connect as netConnect, isIP, type Socket } from 'node:net';
-import { connect as tlsConnect } from 'node:tls';
+import { nodeTls } from './lazy-tls.js';
 import { ConnectError, ConnectionClosedError, FrameTooLargeError, notADaemon, refusedHint } from '@mapscale/protocol';
 import { FramedConnection } from './framed-connection.js';
 import { TLSError } from './errors.js';
@@ -28,7 +28,7 @@ export function openConnection(
   return new Promise((resolve, reject) => {
     let tcpUp = false;
     const socket: Socket = tls
-      ? tlsConnect({
+      ? nodeTls().connect({
         host: address.host,
         port: address.port,
         ca: tls.ca,

@@ -4,3 +4,4 @@ export { parseAddress, type DaemonAddress } from './address.js';
 export { ReplyWaiter } from './reply.js';
 export { TLSError } from './errors.js';
 export { refusalError } from './refusal.js';
+export { nodeTls } from './lazy-tls.js';

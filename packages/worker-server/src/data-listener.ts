@@ -1,8 +1,8 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { createServer as createTcpServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
+import type { TLSSocket } from 'node:tls';
 import { AuthenticationError, DEFAULT_LIMITS, ProtocolError, type DataEndpoint, type MapScaleError } from '@mapscale/protocol';
-import { DATA_KEEPALIVE_MS, FramedConnection } from '@mapscale/transport';
+import { DATA_KEEPALIVE_MS, FramedConnection, nodeTls } from '@mapscale/transport';
 import { HandshakeTimeoutError } from './errors.js';
 import { tlsServerOptions } from './options.js';
 import type { DataConfig } from './instance-protocol.js';
@@ -40,7 +40,7 @@ export class DataListener {
     this.#config = config;
     this.#events = events;
     // The daemon port's own TLS settings: they were checked when it started.
-    this.#server = config.tls ? createTlsServer(tlsServerOptions(config.tls, config.handshakeTimeoutMs)) : createTcpServer();
+    this.#server = config.tls ? nodeTls().createServer(tlsServerOptions(config.tls, config.handshakeTimeoutMs)) : createTcpServer();
     // Counted on the raw socket, before any byte (or TLS handshake) is spent on it.
     this.#server.on('connection', (socket: Socket) => {
       socket.on('error', () => {});

@@ -1,8 +1,8 @@
 import { createServer as createTcpServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
+import type { TLSSocket } from 'node:tls';
 import { pino, type Logger } from 'pino';
 import { DEFAULT_LIMITS, encodeFrame, encodeMessage } from '@mapscale/protocol';
-import { FramedConnection } from '@mapscale/transport';
+import { FramedConnection, nodeTls } from '@mapscale/transport';
 import { CoordinatorSession } from './session.js';
 import { BundleCache } from './bundle-cache.js';
 import { DaemonStats } from './daemon-stats.js';
@@ -186,7 +186,7 @@ function refusalFrame(message: string): Buffer {
 
 function createTls(options: ResolvedWorkerServerOptions): Server {
   try {
-    return createTlsServer(tlsServerOptions(options.tls!, options.handshakeTimeoutMs));
+    return nodeTls().createServer(tlsServerOptions(options.tls!, options.handshakeTimeoutMs));
   } catch (error) {
     // OpenSSL's reason (bad PEM, key not matching the certificate); never the key itself.
     throw new WorkerServerConfigError(`cannot use the TLS certificate and key: ${(error as Error).message}`, { cause: error });
