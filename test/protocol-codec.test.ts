@@ -439,6 +439,14 @@ describe('number lists (a batch of plain numbers as one ext value)', () => {
     back.forEach((value, i) => expect(Object.is(value, values[i]), `value ${i}: ${value} vs ${values[i]}`).to.equal(true));
   });
 
+  it('packs a range of a list, numbers or not, without its neighbours', () => {
+    const numbers = Array.from({ length: 100 }, (_, i) => i * 1.25);
+    expect(codec.unpack(codec.packList(numbers, 10, 60))).to.deep.equal(numbers.slice(10, 60));
+    const mixed: unknown[] = [...numbers.slice(0, 50), 'x', ...numbers.slice(50)];
+    expect(codec.unpack(codec.packList(mixed, 20, 80))).to.deep.equal(mixed.slice(20, 80));
+    expect(codec.unpack(codec.packList(mixed, 51, 101)), 'numbers after the string').to.deep.equal(mixed.slice(51, 101));
+  });
+
   it('reads a list wherever a frame puts it, 8-aligned or not', () => {
     const values = Array.from({ length: 64 }, (_, i) => i / 3);
     const bytes = codec.packList(values);

@@ -1,5 +1,6 @@
 import { createCodec, findUnserializable, isTooDeep } from '@mapscale/protocol';
 import { JobSerializationError } from './errors.js';
+import type { JobsView } from './map-run.js';
 
 /**
  * Jobs are packed with functions refused: msgpackr would write one as `undefined` (as JSON drops
@@ -13,12 +14,17 @@ const codec = createCodec({ refuseFunctions: true });
  * as always; only when that fails are its jobs packed one by one to find the culprit, so a batch
  * that packs costs nothing more.
  */
-export function encodeJobs(jobs: unknown[], firstIndex: number): Buffer | JobSerializationError {
+export function encodeJobs(jobs: readonly unknown[] | JobsView, firstIndex: number): Buffer | JobSerializationError {
+  const { items, from, to } = isJobsView(jobs) ? jobs : { items: jobs, from: 0, to: jobs.length };
   try {
-    return codec.packList(jobs);
+    return codec.packList(items, from, to);
   } catch (error) {
-    return whyNotSerializable(jobs, firstIndex, error);
+    return whyNotSerializable(items.slice(from, to), firstIndex, error);
   }
+}
+
+function isJobsView(jobs: readonly unknown[] | JobsView): jobs is JobsView {
+  return !Array.isArray(jobs);
 }
 
 /** The valueType of a batch whose jobs each pack alone but not together. */

@@ -48,6 +48,11 @@ class JobBuffer {
     return this.#items.slice(start - this.#base, end - this.#base);
   }
 
+  /** Jobs [start, end) where they are, without a copy: `items[from..to)`. Read it at once: the buffer may move. */
+  view(start: number, end: number): JobsView {
+    return { items: this.#items, from: start - this.#base, to: end - this.#base };
+  }
+
   /** Jobs below `upTo` are answered for good; a streamed buffer lets them go in large steps. */
   release(upTo: number): void {
     if (!this.#owned) return;
@@ -97,6 +102,15 @@ export interface RunView {
   /** Whether the feeder should read more input now. */
   readonly wantsJobs: boolean;
   jobs(start: number, end: number): unknown[];
+  /** The same jobs without a copy (encoding reads them at once). */
+  jobsView(start: number, end: number): JobsView;
+}
+
+/** Jobs as they lie in a run's buffer: items[from..to). */
+export interface JobsView {
+  readonly items: readonly unknown[];
+  readonly from: number;
+  readonly to: number;
 }
 
 /** One `map`/`imap` call as the scheduler sees it. */
@@ -188,6 +202,10 @@ export class MapRun implements RunView {
 
   jobs(start: number, end: number): unknown[] {
     return this.#jobs.slice(start, end);
+  }
+
+  jobsView(start: number, end: number): JobsView {
+    return this.#jobs.view(start, end);
   }
 
   /** Jobs [start, end) are answered (with results or failures). */

@@ -71,15 +71,19 @@ export function createCodec(options: { refuseFunctions?: boolean } = {}): Codec 
   const unpackr = new Unpackr(CODEC_OPTIONS);
   return {
     pack: (value) => packr.pack(value),
-    packList: (values) => packNumberList(values) ?? packr.pack(values),
+    packList: (values, start = 0, end = values.length) =>
+      packNumberList(values, start, end) ?? packr.pack(start === 0 && end === values.length ? values : values.slice(start, end)),
     unpack: (bytes) => unpackr.unpack(bytes),
   };
 }
 
 export interface Codec {
   pack(value: unknown): Buffer;
-  /** A batch's jobs or results: a list of plain numbers goes as one number list (number-lists.ts). */
-  packList(values: readonly unknown[]): Buffer;
+  /**
+   * A batch's jobs or results, values[start..end) (default: all): a list of plain numbers goes as
+   * one number list (number-lists.ts).
+   */
+  packList(values: readonly unknown[], start?: number, end?: number): Buffer;
   unpack(bytes: Uint8Array): unknown;
 }
 

@@ -16,20 +16,25 @@ const MIN_LENGTH = 16;
 const HEADER_BYTES = 6;
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
-/** `values` packed as a number list, or undefined if it is not a list of numbers worth packing so. */
-export function packNumberList(values: readonly unknown[]): Buffer | undefined {
-  const length = values.length;
-  if (length < MIN_LENGTH || !LITTLE_ENDIAN) return undefined;
-  for (let i = 0; i < length; i++) if (typeof values[i] !== 'number') return undefined;
+/** `values[start..end)` packed as a number list, or undefined if they are not numbers worth packing so. */
+export function packNumberList(values: readonly unknown[], start = 0, end = values.length): Buffer | undefined {
+  const length = end - start;
+  if (length < MIN_LENGTH || !LITTLE_ENDIAN || typeof values[start] !== 'number') return undefined;
   const bytes = length * 8;
   // ext 32: 0xc9, length (uint32, big-endian), type, data. Data starts at an offset of 8 into an
   // 8-aligned allocation, so the numbers are written through an aligned Float64Array.
   const buffer = Buffer.allocUnsafeSlow(bytes + 8);
+  const numbers = new Float64Array(buffer.buffer, buffer.byteOffset + 8, length);
+  // One pass that checks and copies; a non-number (rare, once the first one is a number) gives up.
+  for (let i = 0; i < length; i++) {
+    const value = values[start + i];
+    if (typeof value !== 'number') return undefined;
+    numbers[i] = value;
+  }
   const out = buffer.subarray(8 - HEADER_BYTES);
   out[0] = 0xc9;
   out.writeUInt32BE(bytes, 1);
   out[5] = NUMBER_LIST_EXTENSION;
-  new Float64Array(buffer.buffer, buffer.byteOffset + 8, length).set(values as number[]);
   return out;
 }
 

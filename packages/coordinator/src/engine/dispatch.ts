@@ -68,7 +68,7 @@ export class Dispatcher {
   #send(batch: Batch): Unsendable | null {
     const ref = this.#slots.get(batch.slotId)!;
     const run = batch.run;
-    const payload = encodeJobs(run.jobs(batch.start, batch.end), batch.start);
+    const payload = encodeJobs(run.jobsView(batch.start, batch.end), batch.start);
     if (payload instanceof JobSerializationError) return payload;
     this.#scheduler.observeEncoded(run, payload.length, batch.end - batch.start);
     const limit = ref.session.daemonFrameBytes;
