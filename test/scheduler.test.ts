@@ -227,6 +227,12 @@ describe('Scheduler', () => {
         expect(s.nextDispatches()).to.have.length(0);
       });
 
+      it('counts a batch shorter than a quarter of targetBatchMs as that quarter: tiny young batches ask for bigger batches, not more in flight', () => {
+        // 0.05 ms batches 1.5 ms away (an idle loopback daemon): 31 in flight, counted as they are.
+        expect(measuredSlot(1.5, 0.05, { targetBatchMs: 4 }).creditOf(1)).to.equal(3);
+        expect(measuredSlot(40, 0.05, { targetBatchMs: 4 }).creditOf(1), 'a long link still gets its credit').to.equal(41);
+      });
+
       it('never goes past maxBatchesPerSlot', () => {
         expect(measuredSlot(10_000, 1, { maxBatchesPerSlot: 16 }).creditOf(1)).to.equal(16);
       });
@@ -672,6 +678,22 @@ describe('Scheduler', () => {
       const [second] = s.nextDispatches();
       answer(s, second!, size(second!), { busyMs: 0 });
       expect(run.perJobMs).to.be.above(0).and.below(1);
+    });
+
+    it('follows a falling cost per job at once, 4x a part: a cold first part does not keep a whole map in tiny batches', () => {
+      const s = scheduler({ batchesPerSlot: 1, targetBatchMs: 4 }, [1]);
+      const run = new MapRun(1, jobsOf(1_000_000));
+      s.addRun(run);
+      const [first] = s.nextDispatches();
+      answer(s, first!, 4, { busyMs: 4 }); // 1 ms a job: per-batch cost and code not optimized yet
+      const sizes: number[] = [];
+      for (let i = 0; i < 6; i++) {
+        const [batch] = s.nextDispatches();
+        sizes.push(size(batch!));
+        answer(s, batch!, size(batch!), { busyMs: size(batch!) * 0.001 }); // then 1 µs a job
+      }
+      // Smoothed both ways (30% a part), six parts later a job would still seem to cost ~0.12 ms: batches of ~34.
+      expect(sizes).to.deep.equal([4, 16, 64, 256, 1024, 4000]);
     });
 
     it('bounds a batch by maxBatchBytes using the measured bytes per job', () => {

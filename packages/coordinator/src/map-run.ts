@@ -1,4 +1,5 @@
 import type { ResultStore } from './result-stores.js';
+import { JobCost } from './batch-sizing.js';
 import { ArrayResults } from './result-stores.js';
 
 export type RunStatus = 'running' | 'succeeded' | 'failed';
@@ -132,8 +133,10 @@ export class MapRun implements RunView {
   readonly suspects: [number, number][] = [];
   /** How often each job was running alone on a worker that died. */
   readonly crashes = new Map<number, number>();
-  /** Measured cost per job (EWMA), from the workers' busy time. */
+  /** Measured cost per job (see JobCost), from the workers' busy time; what batch sizing reads. */
   perJobMs: number | undefined;
+  /** What perJobMs is measured from. */
+  jobCost = new JobCost();
   /** Measured payload bytes per job (EWMA), from observeEncoded. */
   perJobBytes: number | undefined;
   batchesSent = 0;

@@ -2,7 +2,7 @@ import type { SerializedError } from '@mapscale/protocol';
 import { MapRun, type RunOptions, type RunStatus, type RunView } from './map-run.js';
 import type { ResultStore } from './result-stores.js';
 import { RunQueue } from './run-queue.js';
-import { batchSizeFor, creditFor } from './batch-sizing.js';
+import { batchSizeFor, creditFor, type JobCost } from './batch-sizing.js';
 
 export { MapRun, type RunStatus, type RunView } from './map-run.js';
 
@@ -150,7 +150,7 @@ export class Scheduler {
    * What the last runs measured: a new map of the same work function starts from it instead of
    * ramping up from nothing (most apps map similar jobs again and again).
    */
-  #prior: { perJobMs: number | undefined; perJobBytes: number | undefined } = { perJobMs: undefined, perJobBytes: undefined };
+  #prior: { jobCost: JobCost | undefined; perJobBytes: number | undefined } = { jobCost: undefined, perJobBytes: undefined };
 
   constructor(tuning: Partial<SchedulerTuning> = {}) {
     this.#tuning = { ...DEFAULT_SCHEDULER_TUNING, ...tuning };
@@ -245,7 +245,10 @@ export class Scheduler {
   }
 
   addRun(run: MapRun): ResultOutcome {
-    run.perJobMs ??= this.#prior.perJobMs;
+    if (run.perJobMs === undefined && this.#prior.jobCost) {
+      run.jobCost = this.#prior.jobCost.copy();
+      run.perJobMs = run.jobCost.perJobMs;
+    }
     run.perJobBytes ??= this.#prior.perJobBytes;
     if (run.isComplete) {
       run.status = 'succeeded';
@@ -355,9 +358,8 @@ export class Scheduler {
       }
     }
     if (count > 0) {
-      const sample = busyMs / count;
-      run.perJobMs = run.perJobMs === undefined ? sample : run.perJobMs + EWMA_WEIGHT * (sample - run.perJobMs);
-      this.#prior.perJobMs = run.perJobMs;
+      run.perJobMs = run.jobCost.add(Math.max(busyMs, 0), count);
+      this.#prior.jobCost = run.jobCost;
     }
     const outcome = emptyOutcome();
     if (run.status !== 'running' || count === 0) return outcome;
