@@ -41,7 +41,9 @@ export class Engine {
   #code: ShippedCode;
   #bundle: { hash: string; source: Uint8Array } | undefined;
   /** Settles once #code is what the workers get (bundled, if it is bundled); awaited before each setup. */
-  #shipping: Promise<void> = Promise.resolve();
+  readonly #shipping: Promise<void>;
+  /** Settles #shipping: the start's bundling, begun once #code exists (after the first attempts have begun). */
+  #shipped!: { resolve: () => void; reject: (error: Error) => void };
   readonly #codec = createCodec();
   readonly #scheduler: Scheduler;
   readonly #emit: (event: EngineEventName, payload: WorkerEvent) => void;
@@ -65,6 +67,9 @@ export class Engine {
   constructor(ship: () => ShippedCode, workers: readonly WorkerSpec[], options: ResolvedProcessorOptions,
     emit: (event: EngineEventName, payload: WorkerEvent) => void = () => {}) {
     this.#code = undefined as unknown as ShippedCode;
+    // Created first: a remote endpoint's first attempt asks for the shipment at once, before #code exists.
+    this.#shipping = new Promise<void>((resolve, reject) => (this.#shipped = { resolve, reject }));
+    this.#shipping.catch(() => {});
     this.#options = options;
     this.#emit = emit;
     this.#log = options.logger.child({ component: 'engine' });
@@ -101,6 +106,7 @@ export class Engine {
       this.#code = ship();
     } catch (error) {
       this.#status = 'closed';
+      this.#shipped.reject(error as Error);
       this.#pool.abortOpening();
       void this.#pool.closeAll();
       throw error;
@@ -123,8 +129,7 @@ export class Engine {
   async #start(attempts: Promise<Error[]>): Promise<void> {
     // Bundling runs while local daemons start (a Node process takes ~65 ms to come up) and daemons
     // are connected to and authenticated: only setup needs its result.
-    this.#shipping = this.#bundleCode();
-    this.#shipping.catch(() => {});
+    this.#bundleCode().then(this.#shipped.resolve, this.#shipped.reject);
     const failures = await attempts;
     const permanent = failures.find(isPermanent);
     if (permanent) throw permanent;

@@ -21,7 +21,7 @@ export class InProcessDaemon implements LocalWorkers {
 
   constructor(workers: number, secret: string, logger: Logger, startTimeoutMs: number, maxFrameBytes?: number) {
     this.secret = secret;
-    const spares = new SpareThreads(workers, { unref: true });
+    const spares = new SpareThreads(workers, { embedded: true });
     const log = logger.child({ component: 'local-daemon' });
     // As with a child daemon, its log is detail: what goes wrong reaches the app as typed errors.
     const daemonLog = log.isLevelEnabled('debug') ? log : log.child({}, { level: 'silent' });

@@ -120,7 +120,7 @@ export const DEFAULT_PROCESSOR_OPTIONS = Object.freeze({
   connectTimeoutMs: 10_000,
   chunkSize: undefined,
   localStartTimeoutMs: 20_000,
-  inProcess: false,
+  inProcess: true,
   jobTimeoutMs: undefined,
   maxJobRetries: 2,
   heartbeatIntervalMs: 1_000,

@@ -5,7 +5,7 @@
  * over loopback TCP and each instance over its own data connection, so nothing else changes; what it
  * gives up is the process boundary (see the README's "Local workers in the app's process").
  *
- * The caller starts the threads (`SpareThreads` with `unref`, from `@mapscale/worker-server/threads`)
+ * The caller starts the threads (`SpareThreads` with `embedded`, from `@mapscale/worker-server/threads`)
  * before importing this module, so their loading overlaps this one's. Nothing of the daemon keeps the
  * app alive: its threads, listening socket and connections are unref'd.
  */
@@ -23,9 +23,9 @@ export interface EmbeddedDaemonOptions {
   logger: Logger;
 }
 
-/** Starts the server on `spares` (unref'd threads); resolves once it listens. */
+/** Starts the server on `spares` (an embedded set of threads); resolves once it listens. */
 export function startEmbeddedDaemon(spares: SpareThreads, { workers, secret, maxFrameBytes, logger }: EmbeddedDaemonOptions): Promise<WorkerServer> {
-  if (!spares.unref) throw new TypeError('an embedded daemon needs unref\'d threads: new SpareThreads(n, { unref: true })');
+  if (!spares.embedded) throw new TypeError('an embedded daemon needs embedded threads: new SpareThreads(n, { embedded: true })');
   return startWorkerServer({
     host: '127.0.0.1',
     port: 0,

@@ -80,7 +80,7 @@ export async function startWorkerServer(options: WorkerServerOptions = {}, start
 
   const startSession = (socket: Socket) => {
     const connection = new FramedConnection(socket, DEFAULT_LIMITS.preAuthFrameBytes);
-    if (spares.unref) connection.unref();
+    if (spares.embedded) connection.unref();
     const session = new CoordinatorSession(nextSessionId++, connection, resolved, rootLogger.child({ component: 'session' }), bundles, stats, spares);
     sessions.set(session, connection.remoteAddress);
     stats.sessionsTotal++;
@@ -141,8 +141,8 @@ export async function startWorkerServer(options: WorkerServerOptions = {}, start
   // Errors of accepted sockets are handled per connection; this is the listening socket, once it listens
   // (a failure to listen is the caller's error, not a log line as well).
   server.on('error', (error) => log.error({ event: 'server-error', err: error }));
-  // An embedded daemon (its threads unref'd) lives in its coordinator's process and must not keep it alive.
-  if (spares.unref) server.unref();
+  // An embedded daemon lives in its coordinator's process and must not keep it alive.
+  if (spares.embedded) server.unref();
   const address = server.address() as AddressInfo;
   const host = address.address.includes(':') ? `[${address.address}]` : address.address;
   log.info({

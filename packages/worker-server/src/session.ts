@@ -288,7 +288,7 @@ export class CoordinatorSession {
       data: (s, event) => this.#onDataEvent(s, event),
     }, this.#spares.take());
     // A 'message' listener refs a thread's port again: an embedded daemon's must stay unref'd.
-    if (this.#spares.unref) instance.unref();
+    if (this.#spares.embedded) instance.unref();
     this.#stats.track(instance);
     return instance;
   }

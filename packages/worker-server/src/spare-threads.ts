@@ -8,17 +8,19 @@ import { entryPath } from './entry.js';
  */
 export class SpareThreads {
   readonly #count: number;
-  readonly #unref: boolean;
+  readonly #embedded: boolean;
   #ready: Worker[] = [];
   #closed = false;
 
   /**
-   * `unref`: for a daemon inside its coordinator's process (embedded), whose threads must not keep
-   * that process alive; the coordinator keeps it alive while a map runs.
+   * `embedded`: for a daemon inside its coordinator's process. Its threads must not keep that process
+   * alive (the coordinator does, while a map runs), and they start as a child daemon's would, without
+   * the app's own Node flags (execArgv: an app run with `--input-type=module -e` cannot start a thread
+   * from a file with it); NODE_OPTIONS applies to both alike.
    */
-  constructor(count: number, { unref = false }: { unref?: boolean } = {}) {
+  constructor(count: number, { embedded = false }: { embedded?: boolean } = {}) {
     this.#count = count;
-    this.#unref = unref;
+    this.#embedded = embedded;
     this.refill();
   }
 
@@ -55,13 +57,13 @@ export class SpareThreads {
   }
 
   #spawn(): Worker {
-    const worker = new Worker(entryPath('instance-thread'));
-    if (this.#unref) worker.unref();
+    const worker = new Worker(entryPath('instance-thread'), this.#embedded ? { execArgv: [] } : undefined);
+    if (this.#embedded) worker.unref();
     return worker;
   }
 
-  /** Whether its threads leave the process free to exit (an embedded daemon's). */
-  get unref(): boolean {
-    return this.#unref;
+  /** Whether these are an embedded daemon's threads (see the constructor). */
+  get embedded(): boolean {
+    return this.#embedded;
   }
 }
