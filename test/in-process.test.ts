@@ -10,6 +10,7 @@ import { within } from './helpers/bounded.js';
 import { killIfAlive, spawnNode } from './helpers/processes.js';
 
 const APP = fileURLToPath(new URL('./fixtures/in-process-app.js', import.meta.url));
+const STUBBORN_APP = fileURLToPath(new URL('./fixtures/stubborn-cleanup-app.js', import.meta.url));
 /** An app that hangs instead of exiting fails here, not at mocha's timeout. */
 const EXIT_WITHIN_MS = 20_000;
 
@@ -57,6 +58,23 @@ describe('local workers in the app\'s own process (inProcess)', () => {
       } finally {
         killIfAlive(app.child.pid);
         dir.remove();
+      }
+    });
+  }
+
+  for (const kind of ['hang', 'busy'] as const) {
+    it(`lets an app that returns without shutdown() exit, even with a cleanup() that ${kind === 'hang' ? 'never returns' : 'loops forever'}: bounded as a local daemon's stop`, async () => {
+      const app = spawnNode([STUBBORN_APP, 'return', kind], { env: { ...process.env, MAPSCALE_TEST_IN_PROCESS: '1' } });
+      try {
+        const { daemonPid } = JSON.parse(await app.line((l) => l.startsWith('{'), EXIT_WITHIN_MS)) as { daemonPid: number };
+        expect(daemonPid, 'its instance is a thread of the app').to.equal(app.child.pid);
+        const code = await within(new Promise<number | null>((resolve) => {
+          if (app.child.exitCode !== null) resolve(app.child.exitCode);
+          else app.child.once('exit', (c) => resolve(c));
+        }), EXIT_WITHIN_MS, 'the app to exit');
+        expect(code, app.stderr()).to.equal(0);
+      } finally {
+        killIfAlive(app.child.pid);
       }
     });
   }
