@@ -23,8 +23,9 @@ describe('credit sized from the measured round trip', () => {
         const [nearStats] = near.stats();
         expect(farStats!.roundTripMs, 'round trip across the slow link').to.be.at.least(40);
         expect(nearStats!.roundTripMs, 'round trip on loopback').to.be.below(40);
-        // 1 + ceil(40 ms / ~4 ms batches) ≈ 11; far more than the 2 that loopback needs.
-        expect(farStats!.credit, 'batches in flight per instance, far').to.be.at.least(5);
+        // 1 + ceil(40 ms / ~4 ms batches) ≈ 11, more than the 2 that loopback needs; on a loaded machine
+        // batches take longer than their 4 ms of work (threads wait for a CPU), so the credit is less.
+        expect(farStats!.credit, 'batches in flight per instance, far').to.be.at.least(3);
         expect(nearStats!.credit, 'batches in flight per instance, near').to.be.below(farStats!.credit);
       } finally {
         await Promise.all([far.shutdown(), near.shutdown()]);
