@@ -72,11 +72,13 @@ function renderFreshPools(lines: string[], cold: ColdResults, sizes: Sizes): voi
   for (const entry of cold.firstMap) {
     lines.push(`| ${count(entry.jobs)} jobs, spawn to exit (s) | ${FIRST_MAP_IDS.map((id) => cell('seconds', entry.whole[id])).join(' | ')} |`);
     lines.push(`| ${count(entry.jobs)} jobs, in the child: import + pool + first map (s) | ${FIRST_MAP_IDS.map((id) => cell('seconds', entry.inProcess[id])).join(' | ')} |`);
+    lines.push(`| ${count(entry.jobs)} jobs, CPU of the whole process tree (s) | ${FIRST_MAP_IDS.map((id) => cell('seconds', entry.cpu[id])).join(' | ')} |`);
   }
   lines.push('', `For scale, an empty process, spawn to exit: \`node -e\` ${cell('seconds', cold.empty.node)} s, \`python3 -S -c\` ${cell('seconds', cold.empty.python)} s.`);
   lines.push('', `| (b) trivial app, ${sizes.coldAppJobs} jobs on 2 local workers | ${APP_IDS.map((id) => CONTENDER_LABELS[id]).join(' | ')} |`);
   lines.push(`|---|${APP_IDS.map(() => '---').join('|')}|`);
   lines.push(`| \`node app.mjs\` / \`python3 app.py\`, spawn to exit (s) | ${APP_IDS.map((id) => cell('seconds', cold.app[id])).join(' | ')} |`);
+  lines.push(`| CPU of the whole process tree (s) | ${APP_IDS.map((id) => cell('seconds', cold.appCpu[id])).join(' | ')} |`);
   const marks = { imported: 'imports loaded', mapped: 'results', shutDown: 'shutdown done' } as const;
   for (const mark of APP_MARKS) {
     lines.push(`| in the app, from its process's start to ${marks[mark]} (s) | ${APP_IDS.map((id) => cell('seconds', cold.appTimeline[id]?.[mark])).join(' | ')} |`);
