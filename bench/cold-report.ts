@@ -71,7 +71,7 @@ function renderFreshPools(lines: string[], cold: ColdResults, sizes: Sizes): voi
   lines.push(`|---|${FIRST_MAP_IDS.map(() => '---').join('|')}|`);
   for (const entry of cold.firstMap) {
     lines.push(`| ${count(entry.jobs)} jobs, spawn to exit (s) | ${FIRST_MAP_IDS.map((id) => cell('seconds', entry.whole[id])).join(' | ')} |`);
-    lines.push(`| ${count(entry.jobs)} jobs, in the child: import + pool + first map (s) | ${FIRST_MAP_IDS.map((id) => cell('seconds', entry.inProcess[id])).join(' | ')} |`);
+    lines.push(`| ${count(entry.jobs)} jobs, in the child: import + pool + first map (s) | ${FIRST_MAP_IDS.map((id) => cell('seconds', entry.inChild[id])).join(' | ')} |`);
     lines.push(`| ${count(entry.jobs)} jobs, CPU of the whole process tree (s) | ${FIRST_MAP_IDS.map((id) => cell('seconds', entry.cpu[id])).join(' | ')} |`);
   }
   lines.push('', `For scale, an empty process, spawn to exit: \`node -e\` ${cell('seconds', cold.empty.node)} s, \`python3 -S -c\` ${cell('seconds', cold.empty.python)} s.`);

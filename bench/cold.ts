@@ -44,7 +44,7 @@ export interface ColdResults {
    * (a), per job count: spawn to exit less the child's own result check (s), import + pool + first
    * map as the child timed it (s), and the CPU seconds of the child's whole process tree (less the check).
    */
-  firstMap: { jobs: number; whole: Partial<Record<FirstMapId, Series>>; inProcess: Partial<Record<FirstMapId, Series>>; cpu: Partial<Record<FirstMapId, Series>> }[];
+  firstMap: { jobs: number; whole: Partial<Record<FirstMapId, Series>>; inChild: Partial<Record<FirstMapId, Series>>; cpu: Partial<Record<FirstMapId, Series>> }[];
   /** (b): spawn to exit (s), and the CPU seconds of the app's whole process tree. */
   app: Partial<Record<AppId, Series>>;
   appCpu: Partial<Record<AppId, Series>>;
@@ -114,7 +114,7 @@ export async function measureColdStart(options: ColdOptions): Promise<ColdResult
     parts,
     runs,
     empty: { node: [], python: [] },
-    firstMap: sizes.coldMapJobs.map((jobs) => ({ jobs, whole: {}, inProcess: {}, cpu: {} })),
+    firstMap: sizes.coldMapJobs.map((jobs) => ({ jobs, whole: {}, inChild: {}, cpu: {} })),
     app: {},
     appCpu: {},
     appTimeline: {},
@@ -144,13 +144,13 @@ async function measureFreshPools(options: ColdOptions, results: ColdResults, att
   const firstMapIds = FIRST_MAP_IDS.filter((id) => id !== 'mp-pool' || python);
   const appIds = APP_IDS.filter((id) => id !== 'mp-pool' || python);
 
-  const firstMap = async (id: FirstMapId, jobs: number): Promise<{ whole: number; inProcess: number; cpu: number | undefined }> => {
+  const firstMap = async (id: FirstMapId, jobs: number): Promise<{ whole: number; inChild: number; cpu: number | undefined }> => {
     const { json, wallSeconds, cpuSeconds } = id === 'mp-pool'
       ? await runToExit<FirstMapReport>(python!, [...PYTHON_FLAGS, FIRST_MAP_PY, String(jobs), String(WORKERS)], deadline)
       : await runToExit<FirstMapReport>(process.execPath, [FIRST_MAP_PATH, id, String(jobs)], deadline);
     // The check is ours, not the contender's, and costs each language differently.
     const check = json.checkMs / 1000;
-    return { whole: wallSeconds - check, inProcess: (json.importMs + json.mapMs) / 1000, cpu: cpuSeconds === undefined ? undefined : cpuSeconds - check };
+    return { whole: wallSeconds - check, inChild: (json.importMs + json.mapMs) / 1000, cpu: cpuSeconds === undefined ? undefined : cpuSeconds - check };
   };
 
   const app = async (id: AppId): Promise<{ seconds: number; cpu: number | undefined; timeline?: Record<AppMark, number> }> => {
@@ -181,11 +181,11 @@ async function measureFreshPools(options: ColdOptions, results: ColdResults, att
     for (const entry of results.firstMap) {
       for (const id of rotated(firstMapIds, run)) {
         await attempt(`first map of ${entry.jobs} ${id}`, async () => {
-          const { whole, inProcess, cpu } = await firstMap(id, entry.jobs);
+          const { whole, inChild, cpu } = await firstMap(id, entry.jobs);
           (entry.whole[id] ??= [])[run] = whole;
-          (entry.inProcess[id] ??= [])[run] = inProcess;
+          (entry.inChild[id] ??= [])[run] = inChild;
           (entry.cpu[id] ??= [])[run] = cpu;
-          log({ event: 'measured', run: run + 1, workload: 'cold-first-map', contender: id, jobs: entry.jobs, seconds: whole, inProcessSeconds: inProcess, cpuSeconds: cpu });
+          log({ event: 'measured', run: run + 1, workload: 'cold-first-map', contender: id, jobs: entry.jobs, seconds: whole, inChildSeconds: inChild, cpuSeconds: cpu });
         });
       }
     }
