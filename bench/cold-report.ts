@@ -15,13 +15,13 @@ interface ColdTarget {
 }
 
 /** Both local modes answer to the local targets, so the figures can decide the default. */
-const LOCAL_MODES = ['ms-local', 'ms-in-process'] as const;
+const LOCAL_MODES = ['ms-local', 'ms-child-daemon'] as const;
 
 const COORDINATOR_LABELS: Readonly<Record<CoordinatorId, string>> = Object.freeze({
   'ms-daemon': 'MapScale: fresh coordinator, warm daemon',
   raw: 'raw TCP + msgpackr bound, fresh on both ends',
-  'ms-local': 'for comparison: MapScale local, a fresh Processor and its daemon',
-  'ms-in-process': 'for comparison: MapScale local, inProcess, fresh',
+  'ms-local': 'for comparison: MapScale local (default), a fresh Processor and its workers',
+  'ms-child-daemon': 'for comparison: MapScale local, child daemon, fresh',
 });
 
 const count = (n: number | undefined): string => (n === undefined ? '?' : n.toLocaleString('en-US'));

@@ -18,17 +18,17 @@ import type { Series } from './figures.js';
 import { WORKERS } from './measure.js';
 import type { Sizes } from './workloads.js';
 
-/** `ms-in-process`: `new Processor(fn, 2, { inProcess: true })`, the workers' threads in the app's process. */
-export const FIRST_MAP_IDS = ['ms-local', 'ms-in-process', 'piscina-batched', 'mp-pool', 'raw'] as const;
+/** `ms-local`: `new Processor(fn, 2)`, as it comes; `ms-child-daemon`: with `{ inProcess: false }`, its workers in a child daemon process. */
+export const FIRST_MAP_IDS = ['ms-local', 'ms-child-daemon', 'piscina-batched', 'mp-pool', 'raw'] as const;
 export type FirstMapId = (typeof FIRST_MAP_IDS)[number];
-export const APP_IDS = ['ms-local', 'ms-in-process', 'piscina-task', 'mp-pool'] as const;
+export const APP_IDS = ['ms-local', 'ms-child-daemon', 'piscina-task', 'mp-pool'] as const;
 export type AppId = (typeof APP_IDS)[number];
 export const APP_MARKS = ['imported', 'mapped', 'shutDown'] as const;
 export type AppMark = (typeof APP_MARKS)[number];
 /** (d)'s contenders: a fresh coordinator against the warm daemon, and the raw bound, fresh. */
 export const COORDINATOR_IDS = ['ms-daemon', 'raw'] as const;
 /** (c)'s: those, and for comparison (no target) a fresh local Processor, its workers as fresh as it. */
-export const MAP_CURVE_IDS = [...COORDINATOR_IDS, 'ms-local', 'ms-in-process'] as const;
+export const MAP_CURVE_IDS = [...COORDINATOR_IDS, 'ms-local', 'ms-child-daemon'] as const;
 export type CoordinatorId = (typeof MAP_CURVE_IDS)[number];
 /** Timed maps of a fresh coordinator, one by one, before its steady state. */
 export const COLD_FIRST_MAPS = 3;
@@ -75,7 +75,7 @@ const FIRST_MAP_PY = `${BENCH_SOURCE_DIR}cold_first_map.py`;
 /** Each app's script, and what follows the job count on its command line. */
 const APP_SCRIPTS: Readonly<Record<AppId, readonly [string, ...string[]]>> = Object.freeze({
   'ms-local': [`${BENCH_SOURCE_DIR}cold-app/mapscale.mjs`],
-  'ms-in-process': [`${BENCH_SOURCE_DIR}cold-app/mapscale.mjs`, 'in-process'],
+  'ms-child-daemon': [`${BENCH_SOURCE_DIR}cold-app/mapscale.mjs`, 'child-daemon'],
   'piscina-task': [`${BENCH_SOURCE_DIR}cold-app/piscina.mjs`],
   'mp-pool': [`${BENCH_SOURCE_DIR}cold-app/mp_pool.py`],
 });
