@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
@@ -83,6 +83,29 @@ export interface ChildRun<T> {
   readonly json: T;
   /** From just before spawning it to its exit, as this process saw it: the whole wall time of a fresh process. */
   readonly wallSeconds: number;
+  /**
+   * CPU seconds (user + system) of the child and of every descendant it waited for, as the kernel
+   * counted them when this process reaped it; to 10 ms, Linux only. Unlike wall time, another
+   * session's load barely moves it. Only right while no other child of this process ends meanwhile.
+   */
+  readonly cpuSeconds: number | undefined;
+}
+
+/** Clock ticks per second of /proc's CPU times. */
+let clockTicks: number | undefined;
+
+/** CPU seconds of this process's reaped children so far (cutime + cstime of /proc/self/stat), or undefined off Linux. */
+function reapedChildrenCpuSeconds(): number | undefined {
+  try {
+    // Before reading: getconf is a child too, and must not count in anyone's figure.
+    clockTicks ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8', timeout: 5_000 }).trim()) || 100;
+    const stat = readFileSync('/proc/self/stat', 'utf8');
+    // Fields after the command's closing parenthesis start at field 3; cutime and cstime are fields 16 and 17.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[13]) + Number(fields[14])) / clockTicks;
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -92,6 +115,7 @@ export interface ChildRun<T> {
  * their stdin closes, so a killed bench leaves none behind.
  */
 export async function runToExit<T>(file: string, args: string[], timeoutMs: number, env: NodeJS.ProcessEnv = process.env): Promise<ChildRun<T>> {
+  const cpuBefore = reapedChildrenCpuSeconds();
   const started = performance.now();
   const { child, exited } = spawnTracked(file, args, env, 'pipe');
   const closed = new Promise((resolve) => child.once('close', resolve));
@@ -104,6 +128,8 @@ export async function runToExit<T>(file: string, args: string[], timeoutMs: numb
   const deadline = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs)));
   const code = await Promise.race([exited, deadline]);
   const wallSeconds = (performance.now() - started) / 1000;
+  const cpuAfter = reapedChildrenCpuSeconds();
+  const cpuSeconds = cpuBefore === undefined || cpuAfter === undefined ? undefined : cpuAfter - cpuBefore;
   clearTimeout(timer);
   const what = `${file} ${args.join(' ')}`.slice(0, 300);
   if (code === 'timeout') {
@@ -117,7 +143,7 @@ export async function runToExit<T>(file: string, args: string[], timeoutMs: numb
   if (code !== 0) throw new Error(`${what}: exited with code ${code}; stderr: ${stderr.trim()}`);
   const last = stdout.trim().split('\n').pop() ?? '';
   try {
-    return { json: JSON.parse(last) as T, wallSeconds };
+    return { json: JSON.parse(last) as T, wallSeconds, cpuSeconds };
   } catch {
     throw new Error(`${what}: its last line is not JSON: ${last.slice(0, 200)}; stderr: ${stderr.trim()}`);
   }

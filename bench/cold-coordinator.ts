@@ -2,7 +2,7 @@
  * Cold start (c) and (d), issue 13: a fresh coordinator in this fresh process, against a daemon
  * that has served other coordinators before (`ms-daemon`), or the raw bound, fresh on both ends
  * (`raw`: its own 2 child processes), or for comparison a fresh local Processor (`ms-local`: its own
- * fresh child daemon; `ms-in-process`: inProcess). Prints one JSON line:
+ * workers, by default in its process; `ms-child-daemon`: a child daemon of its own). Prints one JSON line:
  *   maps:        { connectMs, firstRates: jobs/s of maps 1, 2, 3…, steadyRate }
  *   round-trips: { connectMs, p50Ms } over the first `roundTrips` one-job maps
  *
@@ -23,7 +23,7 @@ import { FULL_SIZES, workloadSpecs, type Mapper } from './workloads.js';
 
 interface Args {
   mode: 'maps' | 'round-trips';
-  contender: 'ms-daemon' | 'raw' | 'ms-local' | 'ms-in-process';
+  contender: 'ms-daemon' | 'raw' | 'ms-local' | 'ms-child-daemon';
   address?: string;
   jobs: number;
   firstMaps: number;
@@ -35,7 +35,7 @@ const STEADY_TIMED_MAPS = 3;
 const JOIN_TIMEOUT_MS = 20_000;
 
 const args = JSON.parse(process.argv[2] ?? '{}') as Args;
-const CONTENDERS = ['ms-daemon', 'raw', 'ms-local', 'ms-in-process'];
+const CONTENDERS = ['ms-daemon', 'raw', 'ms-local', 'ms-child-daemon'];
 if ((args.mode !== 'maps' && args.mode !== 'round-trips') || !CONTENDERS.includes(args.contender) || (args.contender === 'ms-daemon' && !args.address)) {
   throw new Error(`cold-coordinator: bad arguments ${process.argv[2]}`);
 }
@@ -49,7 +49,7 @@ async function connect(): Promise<Mapper> {
     return mapper;
   }
   const processor = args.contender === 'ms-daemon' ? new Processor(square, [args.address!])
-    : new Processor(square, WORKERS, { inProcess: args.contender === 'ms-in-process' });
+    : new Processor(square, WORKERS, args.contender === 'ms-child-daemon' ? { inProcess: false } : {});
   // A Processor's sockets are unref'd, and so is AbortSignal.timeout's timer: this one keeps the process up meanwhile.
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {

@@ -4,7 +4,7 @@
  * targets use); this prints what it saw itself, as one JSON line:
  *   { "importMs", "mapMs" (pool created → first map's results), "checkMs", "closeMs" }
  *
- *   node bench-dist/cold-first-map.js <ms-local|ms-in-process|piscina-batched|raw> <jobs>
+ *   node bench-dist/cold-first-map.js <ms-local|ms-child-daemon|piscina-batched|raw> <jobs>
  *
  * The contender's module is imported here, after the clock starts: `import 'mapscale'` is part of
  * what a fresh user pays. Every result is checked; the parent takes the check's time off the wall
@@ -27,9 +27,9 @@ async function open(): Promise<() => Mapper> {
       const { openMapScale } = await import('./contenders/mapscale.js');
       return () => openMapScale(spec, WORKERS);
     }
-    case 'ms-in-process': {
+    case 'ms-child-daemon': {
       const { openMapScale } = await import('./contenders/mapscale.js');
-      return () => openMapScale(spec, WORKERS, undefined, { inProcess: true });
+      return () => openMapScale(spec, WORKERS, undefined, { inProcess: false });
     }
     case 'piscina-batched': {
       const { openPiscina } = await import('./contenders/piscina.js');

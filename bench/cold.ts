@@ -18,17 +18,17 @@ import type { Series } from './figures.js';
 import { WORKERS } from './measure.js';
 import type { Sizes } from './workloads.js';
 
-/** `ms-in-process`: `new Processor(fn, 2, { inProcess: true })`, the workers' threads in the app's process. */
-export const FIRST_MAP_IDS = ['ms-local', 'ms-in-process', 'piscina-batched', 'mp-pool', 'raw'] as const;
+/** `ms-local`: `new Processor(fn, 2)`, as it comes; `ms-child-daemon`: with `{ inProcess: false }`, its workers in a child daemon process. */
+export const FIRST_MAP_IDS = ['ms-local', 'ms-child-daemon', 'piscina-batched', 'mp-pool', 'raw'] as const;
 export type FirstMapId = (typeof FIRST_MAP_IDS)[number];
-export const APP_IDS = ['ms-local', 'ms-in-process', 'piscina-task', 'mp-pool'] as const;
+export const APP_IDS = ['ms-local', 'ms-child-daemon', 'piscina-task', 'mp-pool'] as const;
 export type AppId = (typeof APP_IDS)[number];
 export const APP_MARKS = ['imported', 'mapped', 'shutDown'] as const;
 export type AppMark = (typeof APP_MARKS)[number];
 /** (d)'s contenders: a fresh coordinator against the warm daemon, and the raw bound, fresh. */
 export const COORDINATOR_IDS = ['ms-daemon', 'raw'] as const;
 /** (c)'s: those, and for comparison (no target) a fresh local Processor, its workers as fresh as it. */
-export const MAP_CURVE_IDS = [...COORDINATOR_IDS, 'ms-local', 'ms-in-process'] as const;
+export const MAP_CURVE_IDS = [...COORDINATOR_IDS, 'ms-local', 'ms-child-daemon'] as const;
 export type CoordinatorId = (typeof MAP_CURVE_IDS)[number];
 /** Timed maps of a fresh coordinator, one by one, before its steady state. */
 export const COLD_FIRST_MAPS = 3;
@@ -40,10 +40,14 @@ export interface ColdResults {
   runs: { start: number; coordinator: number };
   /** Spawn to exit of `node -e 0` and `python3 -c pass`, for scale (s). */
   empty: { node: Series; python: Series };
-  /** (a), per job count: spawn to exit less the child's own result check (s), and import + pool + first map as the child timed it (s). */
-  firstMap: { jobs: number; whole: Partial<Record<FirstMapId, Series>>; inProcess: Partial<Record<FirstMapId, Series>> }[];
-  /** (b): spawn to exit (s). */
+  /**
+   * (a), per job count: spawn to exit less the child's own result check (s), import + pool + first
+   * map as the child timed it (s), and the CPU seconds of the child's whole process tree (less the check).
+   */
+  firstMap: { jobs: number; whole: Partial<Record<FirstMapId, Series>>; inChild: Partial<Record<FirstMapId, Series>>; cpu: Partial<Record<FirstMapId, Series>> }[];
+  /** (b): spawn to exit (s), and the CPU seconds of the app's whole process tree. */
   app: Partial<Record<AppId, Series>>;
+  appCpu: Partial<Record<AppId, Series>>;
   /** (b), Node apps: seconds from their process's start (performance.now()) to imports loaded, results, shutdown done. */
   appTimeline: Partial<Record<AppId, Record<AppMark, Series>>>;
   /** (c): connect + setup (ms), jobs/s of maps 1…COLD_FIRST_MAPS (`first[k]`), and the same coordinator's steady jobs/s. */
@@ -71,7 +75,7 @@ const FIRST_MAP_PY = `${BENCH_SOURCE_DIR}cold_first_map.py`;
 /** Each app's script, and what follows the job count on its command line. */
 const APP_SCRIPTS: Readonly<Record<AppId, readonly [string, ...string[]]>> = Object.freeze({
   'ms-local': [`${BENCH_SOURCE_DIR}cold-app/mapscale.mjs`],
-  'ms-in-process': [`${BENCH_SOURCE_DIR}cold-app/mapscale.mjs`, 'in-process'],
+  'ms-child-daemon': [`${BENCH_SOURCE_DIR}cold-app/mapscale.mjs`, 'child-daemon'],
   'piscina-task': [`${BENCH_SOURCE_DIR}cold-app/piscina.mjs`],
   'mp-pool': [`${BENCH_SOURCE_DIR}cold-app/mp_pool.py`],
 });
@@ -110,8 +114,9 @@ export async function measureColdStart(options: ColdOptions): Promise<ColdResult
     parts,
     runs,
     empty: { node: [], python: [] },
-    firstMap: sizes.coldMapJobs.map((jobs) => ({ jobs, whole: {}, inProcess: {} })),
+    firstMap: sizes.coldMapJobs.map((jobs) => ({ jobs, whole: {}, inChild: {}, cpu: {} })),
     app: {},
+    appCpu: {},
     appTimeline: {},
     maps: {},
     roundTrips: {},
@@ -139,21 +144,22 @@ async function measureFreshPools(options: ColdOptions, results: ColdResults, att
   const firstMapIds = FIRST_MAP_IDS.filter((id) => id !== 'mp-pool' || python);
   const appIds = APP_IDS.filter((id) => id !== 'mp-pool' || python);
 
-  const firstMap = async (id: FirstMapId, jobs: number): Promise<{ whole: number; inProcess: number }> => {
-    const { json, wallSeconds } = id === 'mp-pool'
+  const firstMap = async (id: FirstMapId, jobs: number): Promise<{ whole: number; inChild: number; cpu: number | undefined }> => {
+    const { json, wallSeconds, cpuSeconds } = id === 'mp-pool'
       ? await runToExit<FirstMapReport>(python!, [...PYTHON_FLAGS, FIRST_MAP_PY, String(jobs), String(WORKERS)], deadline)
       : await runToExit<FirstMapReport>(process.execPath, [FIRST_MAP_PATH, id, String(jobs)], deadline);
     // The check is ours, not the contender's, and costs each language differently.
-    return { whole: wallSeconds - json.checkMs / 1000, inProcess: (json.importMs + json.mapMs) / 1000 };
+    const check = json.checkMs / 1000;
+    return { whole: wallSeconds - check, inChild: (json.importMs + json.mapMs) / 1000, cpu: cpuSeconds === undefined ? undefined : cpuSeconds - check };
   };
 
-  const app = async (id: AppId): Promise<{ seconds: number; timeline?: Record<AppMark, number> }> => {
+  const app = async (id: AppId): Promise<{ seconds: number; cpu: number | undefined; timeline?: Record<AppMark, number> }> => {
     const [file, flags] = id === 'mp-pool' ? [python!, PYTHON_FLAGS] : [process.execPath, []];
     const [script, ...extra] = APP_SCRIPTS[id];
-    const { json, wallSeconds } = await runToExit<{ results: unknown; timeline?: Record<AppMark, number> }>(file, [...flags, script, String(sizes.coldAppJobs), ...extra], deadline);
+    const { json, wallSeconds, cpuSeconds } = await runToExit<{ results: unknown; timeline?: Record<AppMark, number> }>(file, [...flags, script, String(sizes.coldAppJobs), ...extra], deadline);
     const expected = Array.from({ length: sizes.coldAppJobs }, (_, i) => i * i);
     if (JSON.stringify(json.results) !== JSON.stringify(expected)) throw new Error(`${id} app printed ${JSON.stringify(json.results)}`);
-    return { seconds: wallSeconds, timeline: json.timeline };
+    return { seconds: wallSeconds, cpu: cpuSeconds, timeline: json.timeline };
   };
 
   // One untimed pass first: every later process then finds its files in the page cache, as a
@@ -175,22 +181,24 @@ async function measureFreshPools(options: ColdOptions, results: ColdResults, att
     for (const entry of results.firstMap) {
       for (const id of rotated(firstMapIds, run)) {
         await attempt(`first map of ${entry.jobs} ${id}`, async () => {
-          const { whole, inProcess } = await firstMap(id, entry.jobs);
+          const { whole, inChild, cpu } = await firstMap(id, entry.jobs);
           (entry.whole[id] ??= [])[run] = whole;
-          (entry.inProcess[id] ??= [])[run] = inProcess;
-          log({ event: 'measured', run: run + 1, workload: 'cold-first-map', contender: id, jobs: entry.jobs, seconds: whole, inProcessSeconds: inProcess });
+          (entry.inChild[id] ??= [])[run] = inChild;
+          (entry.cpu[id] ??= [])[run] = cpu;
+          log({ event: 'measured', run: run + 1, workload: 'cold-first-map', contender: id, jobs: entry.jobs, seconds: whole, inChildSeconds: inChild, cpuSeconds: cpu });
         });
       }
     }
     for (const id of rotated(appIds, run)) {
       await attempt(`app ${id}`, async () => {
-        const { seconds, timeline } = await app(id);
+        const { seconds, cpu, timeline } = await app(id);
         (results.app[id] ??= [])[run] = seconds;
+        (results.appCpu[id] ??= [])[run] = cpu;
         if (timeline) {
           const series = (results.appTimeline[id] ??= { imported: [], mapped: [], shutDown: [] });
           for (const mark of APP_MARKS) series[mark][run] = timeline[mark] / 1000;
         }
-        log({ event: 'measured', run: run + 1, workload: 'cold-app', contender: id, seconds, timeline });
+        log({ event: 'measured', run: run + 1, workload: 'cold-app', contender: id, seconds, cpuSeconds: cpu, timeline });
       });
     }
   }

@@ -24,6 +24,7 @@ import { availableParallelism, cpus, loadavg, totalmem } from 'node:os';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { DEFAULT_PROCESSOR_OPTIONS } from 'mapscale';
 import { childPids, killAllNow, liveCount, runForMeasurement } from './children.js';
 import { startDaemon, type Daemon } from './daemons.js';
 import { openMapScale, openProcessor } from './contenders/mapscale.js';
@@ -46,7 +47,7 @@ const PINNED_PATH = fileURLToPath(new URL('./pinned.js', import.meta.url));
 const MP_POOL_PATH = `${BENCH_SOURCE_DIR}mp_pool.py`;
 const CLOSE_DEADLINE_MS = 20_000;
 const DAEMON_START_MS = 20_000;
-const WORKERS_IN_THIS_PROCESS: ReadonlySet<ContenderId> = new Set(['piscina-task', 'piscina-batched', 'ms-in-process']);
+const WORKERS_IN_THIS_PROCESS: ReadonlySet<ContenderId> = new Set(['piscina-task', 'piscina-batched', ...(DEFAULT_PROCESSOR_OPTIONS.inProcess ? ['ms-local' as const] : [])]);
 /** Runs of the cold section's (a)/(b) and (c)/(d) without --runs (issue 13: medians of several). */
 const COLD_DEFAULT_RUNS = Object.freeze({ start: 5, coordinator: 3 });
 
@@ -143,7 +144,7 @@ async function measureMpPool(spec: WorkloadSpec, sizes: Sizes): Promise<Measurem
 function contenders(daemon: Daemon, secret: string, hasPython: boolean): Contender[] {
   const byId: Record<ContenderId, Contender> = {
     'ms-local': { id: 'ms-local', supports: () => true, open: (spec) => openMapScale(spec, WORKERS) },
-    'ms-in-process': { id: 'ms-in-process', supports: () => true, open: (spec) => openMapScale(spec, WORKERS, undefined, { inProcess: true }) },
+    'ms-child-daemon': { id: 'ms-child-daemon', supports: () => true, open: (spec) => openMapScale(spec, WORKERS, undefined, { inProcess: false }) },
     'ms-daemon': { id: 'ms-daemon', supports: () => true, open: (spec) => openMapScale(spec, [daemon.address], secret) },
     'piscina-task': { id: 'piscina-task', supports: () => true, open: (spec) => openPiscina(spec) },
     'piscina-batched': {

@@ -139,9 +139,9 @@ export function workloadSpecs(sizes: Sizes): Record<WorkloadId, WorkloadSpec> {
   };
 }
 
-export type ContenderId = 'ms-local' | 'ms-in-process' | 'ms-daemon' | 'piscina-task' | 'piscina-batched' | 'mp-pool' | 'raw' | 'raw-thread' | 'raw-thread-socket';
-export const CONTENDER_IDS: readonly ContenderId[] = ['ms-local', 'ms-in-process', 'ms-daemon', 'piscina-task', 'piscina-batched', 'mp-pool', 'raw', 'raw-thread', 'raw-thread-socket'];
-export const MAPSCALE_IDS: readonly ContenderId[] = ['ms-local', 'ms-in-process', 'ms-daemon'];
+export type ContenderId = 'ms-local' | 'ms-child-daemon' | 'ms-daemon' | 'piscina-task' | 'piscina-batched' | 'mp-pool' | 'raw' | 'raw-thread' | 'raw-thread-socket';
+export const CONTENDER_IDS: readonly ContenderId[] = ['ms-local', 'ms-child-daemon', 'ms-daemon', 'piscina-task', 'piscina-batched', 'mp-pool', 'raw', 'raw-thread', 'raw-thread-socket'];
+export const MAPSCALE_IDS: readonly ContenderId[] = ['ms-local', 'ms-child-daemon', 'ms-daemon'];
 export const PEER_IDS: readonly ContenderId[] = ['piscina-task', 'piscina-batched', 'mp-pool', 'raw', 'raw-thread', 'raw-thread-socket'];
 /** Contenders whose latency is also measured with every process on one CPU (bench/pinned.ts). */
 export const PINNED_IDS = ['ms-local', 'ms-daemon', 'raw', 'raw-thread-socket'] as const satisfies readonly ContenderId[];
@@ -149,7 +149,7 @@ export type PinnedId = (typeof PINNED_IDS)[number];
 
 export const CONTENDER_LABELS: Readonly<Record<ContenderId, string>> = Object.freeze({
   'ms-local': 'MapScale local',
-  'ms-in-process': 'MapScale local, inProcess',
+  'ms-child-daemon': 'MapScale local, child daemon',
   'ms-daemon': 'MapScale, 1 daemon on loopback',
   'piscina-task': 'Piscina 1 task/job',
   'piscina-batched': 'Piscina, batched by hand',
