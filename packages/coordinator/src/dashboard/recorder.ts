@@ -36,7 +36,7 @@ export interface OutputEntry {
 }
 
 /** How much of each kind the dashboard keeps (and so the most a page is ever sent of it at once). */
-export const RECORDER_LIMITS = Object.freeze({ tasks: 2_000, events: 100, errors: 50, output: 100, textChars: 1_000 });
+export const RECORDER_LIMITS = Object.freeze({ tasks: 8_192, events: 100, errors: 50, output: 100, textChars: 500 });
 
 /**
  * What the engine tells the dashboard as it happens, kept in bounded rings: per results message

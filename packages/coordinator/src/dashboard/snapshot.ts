@@ -63,7 +63,12 @@ export interface DashboardTick {
   output: OutputEntry[];
 }
 
-export const SNAPSHOT_LIMITS = Object.freeze({ runs: 20, finished: 5, workers: 200, tasksPerTick: 500, history: 600, rateSmoothing: 0.3 });
+export const SNAPSHOT_LIMITS = Object.freeze({
+  runs: 20, finished: 5, workers: 200, history: 600, rateSmoothing: 0.3,
+  tasksPerTick: 500, eventsPerTick: 30, errorsPerTick: 20, outputPerTick: 30,
+  /** Batches of one instance and map less than this apart are drawn as one bar. */
+  taskGapMs: 2,
+});
 
 interface RunMemory {
   startedAt: number;
@@ -109,11 +114,11 @@ export class SnapshotBuilder {
       reset: false, at: now, status: this.#source.status(), point,
       runs: runs.slice(-SNAPSHOT_LIMITS.runs), runsActive: runs.length, finished: [...this.#finished],
       workers: workers.slice(0, SNAPSHOT_LIMITS.workers), workersTotal: workers.length,
-      tasks: recorder.tasks.since(cursor.tasks, SNAPSHOT_LIMITS.tasksPerTick),
-      events: recorder.events.since(cursor.events),
-      errors: recorder.errors.since(cursor.errors),
+      tasks: coalesce(recorder.tasks.since(cursor.tasks)).slice(-SNAPSHOT_LIMITS.tasksPerTick),
+      events: recorder.events.since(cursor.events, SNAPSHOT_LIMITS.eventsPerTick),
+      errors: recorder.errors.since(cursor.errors, SNAPSHOT_LIMITS.errorsPerTick),
       errorsTotal: recorder.errors.pushed,
-      output: recorder.output.since(cursor.output),
+      output: recorder.output.since(cursor.output, SNAPSHOT_LIMITS.outputPerTick),
     };
     this.#cursor = { tasks: recorder.tasks.pushed, events: recorder.events.pushed, errors: recorder.errors.pushed, output: recorder.output.pushed };
     this.#latest = tick;
@@ -126,8 +131,8 @@ export class SnapshotBuilder {
     const recorder = this.#recorder;
     return {
       ...latest, reset: true, history: [...this.#history],
-      tasks: recorder.tasks.since(0, SNAPSHOT_LIMITS.tasksPerTick), events: recorder.events.since(0),
-      errors: recorder.errors.since(0), output: recorder.output.since(0),
+      tasks: coalesce(recorder.tasks.since(0)).slice(-SNAPSHOT_LIMITS.tasksPerTick), events: recorder.events.since(0, SNAPSHOT_LIMITS.eventsPerTick),
+      errors: recorder.errors.since(0, SNAPSHOT_LIMITS.errorsPerTick), output: recorder.output.since(0, SNAPSHOT_LIMITS.outputPerTick),
     };
   }
 
@@ -192,6 +197,28 @@ export class SnapshotBuilder {
       jobsPerSecond: round(memory.rate), etaMs, elapsedMs: now - memory.startedAt,
     };
   }
+}
+
+/**
+ * A busy instance answers hundreds of batches a second: back-to-back batches of one map on one
+ * instance become one bar (with their jobs summed), so a tick's task list follows the number of
+ * instances and gaps, not of batches.
+ */
+function coalesce(segments: TaskSegment[]): TaskSegment[] {
+  const open = new Map<string, TaskSegment>();
+  const out: TaskSegment[] = [];
+  for (const segment of segments) {
+    const last = open.get(segment.instance);
+    if (last && last.run === segment.run && segment.start - last.end <= SNAPSHOT_LIMITS.taskGapMs) {
+      last.end = Math.max(last.end, segment.end);
+      last.jobs += segment.jobs;
+      continue;
+    }
+    const copy = { ...segment };
+    open.set(segment.instance, copy);
+    out.push(copy);
+  }
+  return out;
 }
 
 function round(value: number, digits = 1): number {
