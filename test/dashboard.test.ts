@@ -117,7 +117,7 @@ describe('dashboard', () => {
     const builder = new SnapshotBuilder(source, recorder);
     const sizes: number[] = [];
     for (let tick = 0; tick < 10; tick++) {
-      for (let batch = 0; batch < 20_000; batch++) recorder.batchAnswered(workers[batch % 1_000]!.address, batch % 8, 1, 5, 2);
+      for (let batch = 0; batch < 20_000; batch++) recorder.batchAnswered(workers[batch % 1_000]!.address, batch % 8, run, 5, 2);
       const failures = Array.from({ length: 10_000 }, (_, i) => ({ run, jobIndex: tick * 10_000 + i, slotId: 1, kind: 'error' as const, error: { name: 'Error', message: 'x'.repeat(5_000) } }));
       recorder.jobsFailed(failures, () => 'w:1');
       for (let line = 0; line < 1_000; line++) recorder.workerOutput('w:1', { type: 'output', slot: 0, stream: 'stdout', phase: 'call', text: 'y'.repeat(5_000) }, line);
@@ -137,6 +137,21 @@ describe('dashboard', () => {
     for (const size of sizes) expect(size).to.be.below(limit);
     expect(JSON.stringify(reset).length).to.be.below(limit);
     expect(Math.max(...sizes) - Math.min(...sizes)).to.be.below(20_000);
+  });
+
+  it('lists a map that started and ended between two ticks among the ended ones, with its failures', () => {
+    const recorder = new DashboardRecorder();
+    const builder = new SnapshotBuilder({ status: () => 'running', runs: () => [], workers: () => [] }, recorder);
+    builder.tick();
+    const quick = { id: 7, status: 'succeeded', done: 12, fetched: 12, exhausted: true } as unknown as RunView;
+    recorder.batchAnswered('w:1', 0, quick, 12, 3);
+    recorder.jobsFailed([{ run: quick, jobIndex: 4, slotId: 1, kind: 'error', error: { name: 'Error', message: 'no' } }], () => 'w:1');
+    const tick = builder.tick();
+    expect(tick.runs).to.deep.equal([]);
+    expect(tick.finished).to.have.length(1);
+    expect(tick.finished[0]).to.include({ id: 7, status: 'succeeded', done: 12, total: 12, failed: 1 });
+    expect(tick.tasks).to.deep.include({ instance: 'w:1#0', run: 7, jobs: 12, start: tick.tasks[0]!.start, end: tick.tasks[0]!.end });
+    expect(builder.tick().finished).to.have.length(1);
   });
 
   it('pong carries the daemon\'s CPU time and RSS as optional fields: absent is fine (an old daemon), malformed is a ProtocolError', () => {

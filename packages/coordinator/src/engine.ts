@@ -335,7 +335,7 @@ export class Engine {
     const stats = ref.endpoint.stats;
     stats.jobs += (values as unknown[]).length;
     stats.busyMs += message.busyMs;
-    this.#dashboard?.recorder.batchAnswered(ref.endpoint.label, message.slot, batch.run.id, (values as unknown[]).length, message.busyMs);
+    this.#dashboard?.recorder.batchAnswered(ref.endpoint.label, message.slot, batch.run, (values as unknown[]).length, message.busyMs);
     this.#settle(outcome, () => ref.endpoint.label);
     this.#calls.answered(batch.run);
     this.#dispatcher.pump();

@@ -1,5 +1,5 @@
 import type { OutputMessage, SerializedError } from '@mapscale/protocol';
-import type { JobFailure } from '../scheduler.js';
+import type { JobFailure, RunView } from '../scheduler.js';
 import { Ring } from './ring.js';
 
 /** One results message of one instance: what it ran, from about when to when (its busy time before it arrived). */
@@ -36,7 +36,7 @@ export interface OutputEntry {
 }
 
 /** How much of each kind the dashboard keeps (and so the most a page is ever sent of it at once). */
-export const RECORDER_LIMITS = Object.freeze({ tasks: 8_192, events: 100, errors: 50, output: 100, textChars: 500 });
+export const RECORDER_LIMITS = Object.freeze({ tasks: 8_192, events: 100, errors: 50, output: 100, textChars: 500, runsTouched: 16 });
 
 /**
  * What the engine tells the dashboard as it happens, kept in bounded rings: per results message
@@ -54,12 +54,24 @@ export class DashboardRecorder {
   busyMs = 0;
   /** Failed jobs per run still shown (the snapshot drops runs it no longer shows). */
   readonly failuresByRun = new Map<number, number>();
+  /**
+   * Maps answered since the snapshot last took them, with when each was first: so a map that starts
+   * and ends between two ticks is still listed among the ended ones. The newest few only.
+   */
+  readonly runsTouched = new Map<number, { run: RunView; firstAt: number }>();
 
-  batchAnswered(worker: string, slot: number, run: number, jobs: number, busyMs: number): void {
+  batchAnswered(worker: string, slot: number, run: RunView, jobs: number, busyMs: number): void {
     const end = Date.now();
     this.jobsAnswered += jobs;
     this.busyMs += busyMs;
-    this.tasks.push({ instance: `${worker}#${slot}`, run, jobs, start: Math.round(end - busyMs), end });
+    this.#touch(run, end);
+    this.tasks.push({ instance: `${worker}#${slot}`, run: run.id, jobs, start: Math.round(end - busyMs), end });
+  }
+
+  #touch(run: RunView, at: number): void {
+    if (this.runsTouched.has(run.id)) return;
+    this.runsTouched.set(run.id, { run, firstAt: at });
+    if (this.runsTouched.size > RECORDER_LIMITS.runsTouched) this.runsTouched.delete(this.runsTouched.keys().next().value!);
   }
 
   workerEvent(kind: WorkerEventEntry['kind'], worker: string, detail?: string): void {
@@ -69,6 +81,7 @@ export class DashboardRecorder {
   jobsFailed(failures: readonly JobFailure[], workerOf: (slotId: number) => string, known?: Error): void {
     const at = Date.now();
     for (const failure of failures) {
+      this.#touch(failure.run, at);
       this.failuresByRun.set(failure.run.id, (this.failuresByRun.get(failure.run.id) ?? 0) + 1);
       this.errors.push({
         at, run: failure.run.id, jobIndex: failure.jobIndex, kind: failure.kind, worker: workerOf(failure.slotId),

@@ -71,6 +71,8 @@ export const SNAPSHOT_LIMITS = Object.freeze({
 });
 
 interface RunMemory {
+  /** The scheduler's view of the run, which it keeps up to date; read once more after the run ended. */
+  view: RunView;
   startedAt: number;
   lastDone: number;
   rate: number;
@@ -157,36 +159,30 @@ export class SnapshotBuilder {
 
   #runRows(now: number, dt: number): RunRow[] {
     const active = this.#source.runs();
-    const ids = new Set<number>();
+    const ids = new Set(active.map((run) => run.id));
+    // Maps answered since the last tick: one may have started and ended in between.
+    for (const { run, firstAt } of this.#recorder.runsTouched.values()) {
+      if (!this.#runs.has(run.id)) this.#runs.set(run.id, { view: run, startedAt: firstAt, lastDone: 0, rate: 0 });
+    }
+    this.#recorder.runsTouched.clear();
     const rows = active.map((run) => {
-      ids.add(run.id);
       let memory = this.#runs.get(run.id);
-      if (!memory) this.#runs.set(run.id, (memory = { startedAt: now, lastDone: 0, rate: 0 }));
+      if (!memory) this.#runs.set(run.id, (memory = { view: run, startedAt: now, lastDone: 0, rate: 0 }));
       const rate = ((run.done - memory.lastDone) * 1000) / dt;
       memory.rate = memory.rate === 0 ? rate : memory.rate + SNAPSHOT_LIMITS.rateSmoothing * (rate - memory.rate);
       memory.lastDone = run.done;
       return this.#row(run, memory, now);
     });
-    // Runs gone since the last tick have ended: keep the last few, as they ended.
+    // Runs no longer active have ended: keep the last few, as they ended.
     for (const [id, memory] of this.#runs) {
       if (ids.has(id)) continue;
       this.#runs.delete(id);
-      this.#finished.push({ ...this.#endedRow(id, memory, now) });
+      const row = this.#row(memory.view, memory, now);
+      this.#finished.push({ ...row, jobsPerSecond: row.elapsedMs > 0 ? round((row.done * 1000) / row.elapsedMs) : 0, etaMs: 0 });
       if (this.#finished.length > SNAPSHOT_LIMITS.finished) this.#finished.shift();
     }
     for (const id of this.#recorder.failuresByRun.keys()) if (!ids.has(id)) this.#recorder.failuresByRun.delete(id);
-    this.#lastViews = new Map(active.map((run) => [run.id, run]));
     return rows;
-  }
-
-  /** The views of the previous tick: an ended run is read through its last one. */
-  #lastViews = new Map<number, RunView>();
-
-  #endedRow(id: number, memory: RunMemory, now: number): RunRow {
-    const run = this.#lastViews.get(id);
-    if (!run) return { id, status: 'failed', done: memory.lastDone, total: undefined, failed: 0, jobsPerSecond: 0, etaMs: undefined, elapsedMs: now - memory.startedAt };
-    const row = this.#row(run, memory, now);
-    return { ...row, jobsPerSecond: row.elapsedMs > 0 ? round((run.done * 1000) / row.elapsedMs) : 0, etaMs: 0 };
   }
 
   #row(run: RunView, memory: RunMemory, now: number): RunRow {
