@@ -60,7 +60,7 @@ describe('dashboard in a real browser', function () {
     profile?.remove();
   });
 
-  it('shows a 20,000-job map rising on two daemons, one of them lost after SIGKILL, with no console error and no request off the host', async () => {
+  it('shows a 20,000-job map rising on two daemons, one of them lost after SIGKILL and back once restarted, with no console error and no request off the host', async () => {
     daemons.push(await startDaemon({ workers: 2 }), await startDaemon({ workers: 2 }));
     const [victim, survivor] = daemons as [TestDaemon, TestDaemon];
     mapper = new Processor(new Steady(), [victim.address, survivor.address], { dashboard: { port: 0 } });
@@ -116,6 +116,7 @@ describe('dashboard in a real browser', function () {
     expect(await page.locator('#throughput .uplot canvas').count()).to.be.greaterThan(0);
     mkdirSync(join(root, 'test-artifacts'), { recursive: true });
     await page.screenshot({ path: SCREENSHOT, fullPage: true, timeout: WAIT_MS });
+    console.log(`      screenshot: ${SCREENSHOT}`);
 
     const results = await within(running, 60_000, 'the map') as Settled<number>[];
     expect(results).to.have.length(20_000);
@@ -124,6 +125,11 @@ describe('dashboard in a real browser', function () {
     await page.waitForFunction(() => document.querySelector('#runs tr.ended')?.getAttribute('data-done') === '20000', null, { timeout: WAIT_MS });
     await page.waitForFunction(() => /out of range/.test(document.querySelector('#errors')?.textContent ?? '') &&
       /job 3 says hello/.test(document.querySelector('#output')?.textContent ?? ''), null, { timeout: WAIT_MS });
+
+    // The killed daemon, started again on its port, is taken back: its row is ready again and the events say so.
+    daemons.push(await startDaemon({ workers: 2, args: ['--port', String(victim.port)] }));
+    await page.waitForFunction((address) => document.querySelector(`#workers tr[data-worker="${address}"] td.state`)?.textContent === 'ready' &&
+      /worker-rejoined/.test(document.querySelector('#events')?.textContent ?? ''), victim.address, { timeout: WAIT_MS });
 
     await within(mapper.shutdown(), 30_000, 'shutdown');
     const gone = await fetch(url).then(() => 'answered', (error: Error) => error.message);
