@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { DashboardRecorder } from './recorder.js';
-import { DashboardServer, type DashboardAddress } from './server.js';
-import { SnapshotBuilder, type DashboardSource } from './snapshot.js';
+import type { DashboardAddress, DashboardServer } from './server.js';
+import type { DashboardSource } from './snapshot.js';
 import type { ResolvedDashboardOptions } from './options.js';
 
 export type { DashboardAddress } from './server.js';
@@ -12,18 +12,23 @@ export type { DashboardAddress } from './server.js';
  */
 export class Dashboard {
   readonly recorder = new DashboardRecorder();
-  readonly #server: DashboardServer;
+  readonly #server: Promise<DashboardServer>;
   /** Settles once the page is served, or with the DashboardListenError that prevents it. */
   readonly listening: Promise<DashboardAddress>;
 
   constructor(options: ResolvedDashboardOptions, source: DashboardSource, logger: Logger) {
-    this.#server = new DashboardServer(options, new SnapshotBuilder(source, this.recorder), logger.child({ component: 'dashboard' }));
-    this.listening = this.#server.listen();
+    // node:http and the snapshot code load only for an app that asks for a dashboard, so that
+    // `import 'mapscale'` stays as lean as issue 13 made it; the recorder is ready at once.
+    this.#server = Promise.all([import('./server.js'), import('./snapshot.js')]).then(([{ DashboardServer }, { SnapshotBuilder }]) =>
+      new DashboardServer(options, new SnapshotBuilder(source, this.recorder), logger.child({ component: 'dashboard' })));
+    this.listening = this.#server.then((server) => server.listen());
     // Failures surface through the first map and dashboardAddress(); unobserved, they must not crash the app.
     this.listening.catch(() => {});
   }
 
-  close(): Promise<void> {
-    return this.#server.close();
+  async close(): Promise<void> {
+    // A listen still under way is let finish, so that close() finds the server listening and stops it.
+    await this.listening.catch(() => {});
+    await (await this.#server.catch(() => null))?.close();
   }
 }
