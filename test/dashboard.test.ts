@@ -160,6 +160,7 @@ describe('dashboard', () => {
     expect(() => validateMessage({ type: 'pong', seq: 1, cpuUs: '5' })).to.throw(ProtocolError);
     const load = new DaemonLoad();
     load.observe({});
+    load.observe({ cpuUs: Number.NaN, rssBytes: -1 });
     expect(load.cpuPercent).to.equal(undefined);
     expect(load.rssBytes).to.equal(undefined);
   });

@@ -15,8 +15,9 @@ export class DaemonLoad implements DaemonLoadSample {
   #last: { cpuUs: number; at: number } | null = null;
 
   observe(pong: { cpuUs?: number; rssBytes?: number }): void {
-    if (pong.rssBytes !== undefined) this.rssBytes = pong.rssBytes;
-    if (pong.cpuUs === undefined) return;
+    // A number, but a daemon's word only: what no process could report is ignored.
+    if (plausible(pong.rssBytes)) this.rssBytes = pong.rssBytes;
+    if (!plausible(pong.cpuUs)) return;
     const at = performance.now();
     const last = this.#last;
     // Two pongs close together measure mostly rounding: wait for a quarter second between samples.
@@ -24,4 +25,8 @@ export class DaemonLoad implements DaemonLoadSample {
     if (last && pong.cpuUs >= last.cpuUs) this.cpuPercent = ((pong.cpuUs - last.cpuUs) / 1000 / (at - last.at)) * 100;
     this.#last = { cpuUs: pong.cpuUs, at };
   }
+}
+
+function plausible(value: number | undefined): value is number {
+  return value !== undefined && Number.isFinite(value) && value >= 0;
 }
