@@ -104,7 +104,7 @@ describe('mapscale CLI (end to end)', () => {
     const { code, stdout } = await runCli(['run', '--help'], { input: '' });
     expect(code).to.equal(0);
     for (const flag of ['--module', '--export', '--args', '--workers', '--connect', '--jobs', '--secret-file', '--settle',
-      '--unordered', '--job-timeout-ms', '--chunk-size', '--max-job-retries', '--connect-timeout-ms', '--window', '--progress', '--log-level']) {
+      '--unordered', '--job-timeout-ms', '--chunk-size', '--max-job-retries', '--connect-timeout-ms', '--window', '--progress', '--log-level', '--dashboard', '--dashboard-host']) {
       expect(stdout).to.include(flag);
     }
     expect(stdout).to.include(`[default: ${DEFAULT_PROCESSOR_OPTIONS.connectTimeoutMs}]`);

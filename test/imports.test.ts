@@ -34,6 +34,7 @@ describe("what import 'mapscale' loads", () => {
       ['esbuild', (url) => /\/esbuild\//.test(url)],
       ['acorn', (url) => /\/acorn(-globals)?\//.test(url)],
       ['yargs', (url) => /\/yargs\//.test(url)],
+      ['the dashboard\'s server', (url) => url === 'node:http' || /coordinator\/dist\/dashboard\/(server|snapshot|assets)\.js$/.test(url)],
     ];
     for (const [what, matches] of unwanted) expect(loaded.filter(matches), what).to.deep.equal([]);
   });

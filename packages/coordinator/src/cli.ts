@@ -13,6 +13,7 @@ import { WORK_FUNCTION_BASE } from '@mapscale/worker-server/runtime';
 import { humanLogger } from './log-lines.js';
 import { InvalidOptionError, ShippingError } from './errors.js';
 import { DEFAULT_PROCESSOR_OPTIONS as D, type ProcessorOptions } from './options.js';
+import { DEFAULT_DASHBOARD_OPTIONS } from './dashboard/options.js';
 import { Processor, type WorkFunctionInput } from './processor.js';
 import type { MapProgress } from './engine.js';
 import type { Settled } from './result-stores.js';
@@ -62,6 +63,8 @@ function runOptions(y: Argv) {
     .option('window', { type: 'number', default: D.window, describe: 'jobs read or in flight ahead of the oldest unanswered one (bounds memory)' })
     .option('worker-output', { type: 'string', choices: ['stderr', 'logger', 'off'] as const, default: D.workerOutput, describe: 'where console output of the work function on workers goes' })
     .option('progress', { type: 'boolean', describe: 'progress bar on stderr (--no-progress: never)', defaultDescription: 'when stderr is a terminal and stdout is not' })
+    .option('dashboard', { type: 'number', describe: 'serve a live dashboard of the run on this port (0: a free one; its address is printed on stderr)', defaultDescription: 'none' })
+    .option('dashboard-host', { type: 'string', describe: 'address the dashboard listens on (anything but loopback shows job errors and output to the network: see SECURITY.md)', defaultDescription: DEFAULT_DASHBOARD_OPTIONS.host, implies: 'dashboard' })
     .option('log-level', { type: 'string', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const, default: 'warn', describe: 'MapScale\'s own log on stderr: lines on a terminal, JSON otherwise' });
 }
 
@@ -343,6 +346,8 @@ function processorOptions(argv: RunArgv): ProcessorOptions {
     connectTimeoutMs: positiveInteger('connect-timeout-ms', argv['connect-timeout-ms']),
     window: positiveInteger('window', argv.window),
     workerOutput: argv['worker-output'],
+    // Checked by the Processor (InvalidOptionError, a usage error here).
+    dashboard: argv.dashboard === undefined ? undefined : { port: argv.dashboard, host: argv['dashboard-host'] },
     // A person at a terminal reads lines; a log file or a pipe gets JSON.
     logger: process.stderr.isTTY === true ? humanLogger(argv['log-level'] as LevelWithSilent) : pino({ level: argv['log-level'] }, pino.destination({ dest: 2, sync: true })),
   };
@@ -390,6 +395,8 @@ async function run(argv: RunArgv): Promise<number> {
     if (error instanceof InvalidOptionError || error instanceof ShippingError) throw new UsageError(error.message, { cause: error });
     throw error;
   }
+  // Where the page is, once it is (a port that is taken fails the run, through its first result).
+  if (options.dashboard) mapper.dashboardAddress().then((a) => process.stderr.write(`mapscale: dashboard at ${a.url}\n`), () => {});
   const writer = new ResultWriter(process.stdout);
   const progress = progressDisplay(argv.progress);
   const abort = new AbortController();

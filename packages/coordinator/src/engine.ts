@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { MapScaleError, OutputMessage, ResultsMessage, ShippedCode, SlotLostMessage } from '@mapscale/protocol';
 import { createCodec } from '@mapscale/protocol';
-import { CleanupError, NoWorkersError, ProcessorClosedError } from './errors.js';
+import { CleanupError, InvalidOptionError, NoWorkersError, ProcessorClosedError } from './errors.js';
 import { bundleModule } from './bundling.js';
 import { Scheduler, type ResultOutcome, type SlotLoss } from './scheduler.js';
 import { ArrayResults } from './result-stores.js';
@@ -12,6 +12,7 @@ import { SlotTable } from './engine/slots.js';
 import { Dispatcher } from './engine/dispatch.js';
 import { Calls, type RunRequest } from './engine/calls.js';
 import { writeWorkerOutput } from './engine/worker-output.js';
+import { Dashboard, type DashboardAddress } from './dashboard/dashboard.js';
 
 export type { WorkerSpec, WorkerStats } from './engine/pool.js';
 export type { RunRequest } from './engine/calls.js';
@@ -52,6 +53,7 @@ export class Engine {
   readonly #dispatcher: Dispatcher;
   readonly #calls: Calls;
   readonly #lost: { address: string; reason: Error }[] = [];
+  readonly #dashboard: Dashboard | null;
   #ready: Promise<void>;
   #shutdown: Promise<void> | null = null;
   /** Sockets and child processes are unref'd; this ref'd timer keeps the app alive only while a caller awaits us. */
@@ -71,7 +73,10 @@ export class Engine {
     this.#shipping = new Promise<void>((resolve, reject) => (this.#shipped = { resolve, reject }));
     this.#shipping.catch(() => {});
     this.#options = options;
-    this.#emit = emit;
+    this.#emit = (event, payload) => {
+      this.#dashboard?.recorder.workerEvent(event, payload.address, payload.reason?.message);
+      emit(event, payload);
+    };
     this.#log = options.logger.child({ component: 'engine' });
     this.#scheduler = new Scheduler({ chunkSize: options.chunkSize });
     this.#dispatcher = new Dispatcher(this.#scheduler, this.#slots, (outcome, address, error) => this.#settle(outcome, () => address, error));
@@ -111,6 +116,9 @@ export class Engine {
       void this.#pool.closeAll();
       throw error;
     }
+    this.#dashboard = options.dashboard ? new Dashboard(options.dashboard, {
+      status: () => this.#status, runs: () => this.#scheduler.activeRuns, workers: () => this.stats(),
+    }, options.logger) : null;
     this.#ready = this.#start(attempts);
     // Failures surface through map(); an unobserved start failure must not crash the app.
     this.#ready.catch(() => {});
@@ -130,7 +138,8 @@ export class Engine {
     // Bundling runs while local daemons start (a Node process takes ~65 ms to come up) and daemons
     // are connected to and authenticated: only setup needs its result.
     this.#bundleCode().then(this.#shipped.resolve, this.#shipped.reject);
-    const failures = await attempts;
+    // A dashboard that cannot listen fails the start at once, like a permanent worker failure.
+    const [failures] = await Promise.all([attempts, this.#dashboard?.listening]);
     const permanent = failures.find(isPermanent);
     if (permanent) throw permanent;
     if (this.#slots.size === 0 && failures.length > 0) throw failures.length === 1 ? failures[0] : new NoWorkersError(this.#lost);
@@ -174,9 +183,15 @@ export class Engine {
       const ids = e.session ? this.#slots.idsOf(e.session) : [];
       return {
         ...e.stats, address: e.label, roundTripMs: e.session?.roundTripMs, directSlots: e.session?.directSlots ?? 0,
+        daemonCpuPercent: e.session?.daemonLoad.cpuPercent, daemonRssBytes: e.session?.daemonLoad.rssBytes,
         credit: Math.max(0, ...ids.map((id) => this.#scheduler.creditOf(id))),
       };
     });
+  }
+
+  /** Where the dashboard is served, once it is; rejects with DashboardListenError if it cannot be. */
+  dashboardAddress(): Promise<DashboardAddress> {
+    return this.#dashboard?.listening ?? Promise.reject(new InvalidOptionError('this Processor has no dashboard: create it with { dashboard: { port } }'));
   }
 
   #wire(endpoint: Endpoint, session: WorkerSession): void {
@@ -260,6 +275,7 @@ export class Engine {
         : { kind: 'crashed', batchId: message.batch, jobOffset: message.jobOffset, error: message.error };
     const address = session.address.label;
     // The daemon replaces the instance (or, for a broken data connection, offers a fresh one): it is coming back.
+    this.#dashboard?.recorder.workerEvent('instance-lost', `${address}#${message.slot}`, message.reason);
     const id = this.#slots.remove(session, message.slot, true);
     if (id !== undefined) this.#settle(this.#scheduler.removeSlot(id, loss), () => address);
     this.#dispatcher.pump();
@@ -280,6 +296,7 @@ export class Engine {
   #onOutput(endpoint: Endpoint, session: WorkerSession, message: OutputMessage): void {
     const batch = message.batch === undefined ? undefined : this.#scheduler.batch(message.batch);
     const jobIndex = batch && message.jobOffset !== undefined ? batch.start + message.jobOffset : undefined;
+    this.#dashboard?.recorder.workerOutput(endpoint.label, message, jobIndex);
     writeWorkerOutput(this.#options.workerOutput, this.#log, { label: endpoint.label, hostname: session.hostname }, message, jobIndex);
   }
 
@@ -318,6 +335,7 @@ export class Engine {
     const stats = ref.endpoint.stats;
     stats.jobs += (values as unknown[]).length;
     stats.busyMs += message.busyMs;
+    this.#dashboard?.recorder.batchAnswered(ref.endpoint.label, message.slot, batch.run, (values as unknown[]).length, message.busyMs);
     this.#settle(outcome, () => ref.endpoint.label);
     this.#calls.answered(batch.run);
     this.#dispatcher.pump();
@@ -325,6 +343,7 @@ export class Engine {
 
   /** Settles what an event decided; `addressOf` names the worker a failed job ran on; `error`, if known, is the failure's. */
   #settle(outcome: ResultOutcome, addressOf: (slotId: number) => string = (id) => this.#slots.get(id)?.endpoint.label ?? 'unknown', error?: Error): void {
+    if (outcome.failed.length > 0) this.#dashboard?.recorder.jobsFailed(outcome.failed, addressOf, error);
     this.#calls.settle(outcome, addressOf, error);
     for (const failure of outcome.failed) this.#calls.answered(failure.run);
   }
@@ -390,6 +409,7 @@ export class Engine {
     await this.#ready.catch(() => {});
     const failures = await this.#pool.closeAll();
     this.#status = 'closed';
+    await this.#dashboard?.close();
     if (this.#keepAlive) clearInterval(this.#keepAlive);
     this.#keepAlive = null;
     if (failures.length > 0) throw new CleanupError(failures);

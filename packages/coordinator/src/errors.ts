@@ -100,3 +100,18 @@ export class JobSerializationError extends MapScaleError {
     super(`job ${jobIndex} cannot be sent: ${path === undefined ? 'it' : path} is ${reason}`, options);
   }
 }
+
+/**
+ * `dashboard: { port }` (or `mapscale run --dashboard`): the page cannot be served there (the port is
+ * taken, the address is not this host's, no permission). `host`, `port`; `cause` is the system error.
+ */
+export class DashboardListenError extends MapScaleError {
+  static override readonly code = 'MS_DASHBOARD_LISTEN_FAILED';
+  constructor(readonly host: string, readonly port: number, cause: NodeJS.ErrnoException) {
+    const why = cause.code === 'EADDRINUSE' ? `port ${port} is in use: choose another, or 0 for a free one`
+      : cause.code === 'EADDRNOTAVAIL' ? `${host} is not an address of this host`
+      : cause.code === 'EACCES' ? `no permission to listen on port ${port}`
+      : `${cause.code ?? cause.name}: ${cause.message}`;
+    super(`the dashboard cannot listen on ${host}:${port}: ${why}`, { cause });
+  }
+}

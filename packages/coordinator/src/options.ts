@@ -3,6 +3,7 @@ import { DEFAULT_LIMITS } from '@mapscale/protocol';
 import { InvalidOptionError } from './errors.js';
 import { humanLogger } from './log-lines.js';
 import type { MapProgress } from './engine.js';
+import { resolveDashboardOptions, type DashboardOptions, type ResolvedDashboardOptions } from './dashboard/options.js';
 
 export interface ProcessorOptions {
   /** Shared secret for the daemons' challenge-response. Default: env MAPSCALE_SECRET. */
@@ -67,6 +68,8 @@ export interface ProcessorOptions {
    * after about twice this.
    */
   cleanupTimeoutMs?: number;
+  /** Serve a live page of this Processor's maps and workers (loopback by default); stopped by shutdown(). */
+  dashboard?: DashboardOptions;
 }
 
 /** PEM text. The daemon's certificate is always verified. */
@@ -113,6 +116,7 @@ export interface ResolvedProcessorOptions {
   maxFrameBytes: number;
   dataConnections: boolean;
   cleanupTimeoutMs: number;
+  dashboard: ResolvedDashboardOptions | undefined;
 }
 
 export const DEFAULT_PROCESSOR_OPTIONS = Object.freeze({
@@ -134,6 +138,7 @@ export const DEFAULT_PROCESSOR_OPTIONS = Object.freeze({
   maxFrameBytes: DEFAULT_LIMITS.maxFrameBytes,
   dataConnections: true,
   cleanupTimeoutMs: 10_000,
+  dashboard: undefined,
 });
 
 function checkPositiveInteger(name: string, value: unknown): void {
@@ -188,6 +193,7 @@ export function resolveProcessorOptions(options: ProcessorOptions = {}): Resolve
     ...given,
     secret,
     logger: options.logger ?? humanLogger('warn'),
+    dashboard: resolveDashboardOptions(options.dashboard),
   } as ResolvedProcessorOptions;
 }
 

@@ -6,6 +6,7 @@ import { resolveMapOptions, resolveProcessorOptions, type MapOptions, type Proce
 import { shipWorkFunction } from './shipping.js';
 import { parseAddress } from '@mapscale/transport';
 import type { Settled } from './result-stores.js';
+import type { DashboardAddress } from './dashboard/dashboard.js';
 
 /** A WorkFunction instance, or a plain function (no setup/cleanup). Job and Result are inferred from it. */
 export type WorkFunctionInput<Job, Result> =
@@ -112,6 +113,11 @@ export class Processor<Job = unknown, Result = unknown> extends EventEmitter<Pro
   /** Per worker, as this coordinator sees it: state, slots, jobs, busy time, failures, losses, reconnects. */
   stats(): WorkerStats[] {
     return this.#engine.stats();
+  }
+
+  /** Where `dashboard: { port }` serves its page ({ host, port, url }), once it does; rejects with DashboardListenError if it cannot. */
+  dashboardAddress(): Promise<DashboardAddress> {
+    return this.#engine.dashboardAddress();
   }
 
   /**

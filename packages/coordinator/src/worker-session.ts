@@ -14,6 +14,7 @@ import { HeartbeatTimeoutError, SetupError } from './errors.js';
 import { Heartbeat } from './session/heartbeat.js';
 import { DataConnections } from './session/data-connections.js';
 import { RoundTrip } from './session/round-trip.js';
+import { DaemonLoad, type DaemonLoadSample } from './session/daemon-load.js';
 
 export type WorkerSessionState = 'connecting' | 'handshaking' | 'setting-up' | 'ready' | 'shutting-down' | 'closed';
 
@@ -75,6 +76,7 @@ export class WorkerSession extends EventEmitter<WorkerSessionEvents> {
   /** Aborted when the session is given up while its connection is still being opened. */
   readonly #opening = new AbortController();
   readonly #roundTrip = new RoundTrip();
+  readonly #load = new DaemonLoad();
   #daemonFrameBytes: number = DEFAULT_LIMITS.maxFrameBytes;
   readonly #data: DataConnections;
   /** The one reply this side is waiting for, if any: handshake, setup and shutdown are request/response. */
@@ -111,6 +113,11 @@ export class WorkerSession extends EventEmitter<WorkerSessionEvents> {
   /** The round trip to the daemon (the least of the last pings), once one was answered. */
   get roundTripMs(): number | undefined {
     return this.#roundTrip.ms;
+  }
+
+  /** The daemon's CPU and memory, as its heartbeat answers carry them. */
+  get daemonLoad(): DaemonLoadSample {
+    return this.#load;
   }
 
   get hostname(): string | undefined {
@@ -258,6 +265,7 @@ export class WorkerSession extends EventEmitter<WorkerSessionEvents> {
     this.#heartbeat?.heard();
     const daemonMessage = message as DaemonMessage;
     if (daemonMessage.type === 'pong') {
+      this.#load.observe(daemonMessage);
       const ms = this.#roundTrip.pong(daemonMessage.seq);
       if (ms !== undefined) this.emit('round-trip', ms);
       return;

@@ -171,10 +171,16 @@ export interface PingMessage {
   seq: number;
 }
 
-/** Daemon → coordinator: the answer to a ping. */
+/**
+ * Daemon → coordinator: the answer to a ping. `cpuUs` (the daemon process's CPU time so far, user +
+ * system, in µs) and `rssBytes` (its resident memory) let a coordinator show each daemon's load
+ * without another connection; optional, so a daemon that does not send them still answers.
+ */
 export interface PongMessage {
   type: 'pong';
   seq: number;
+  cpuUs?: number;
+  rssBytes?: number;
 }
 
 /**
@@ -327,6 +333,7 @@ function hasKind(value: unknown, kind: FieldKind): boolean {
 /** Optional fields whose kind is checked when present (the rest are checked where they are read). */
 const OPTIONAL_FIELDS: Partial<Record<MessageType, Record<string, FieldKind>>> = {
   shutdown: { cleanupTimeoutMs: 'number' },
+  pong: { cpuUs: 'number', rssBytes: 'number' },
 };
 
 /**

@@ -16,6 +16,7 @@ import type { SpareThreads } from './spare-threads.js';
 import type { ResolvedWorkerServerOptions } from './options.js';
 import { fitResultsFrame } from './result-frame.js';
 import { HandshakeTimeoutError } from './errors.js';
+import { processLoad } from './process-load.js';
 
 /**
  * A session's life. Each state accepts exactly the messages listed in `handle`; anything else
@@ -122,7 +123,7 @@ export class CoordinatorSession {
         if (this.#state === 'serving') this.#onCancel(message);
         return;
       case 'ping':
-        if (this.#state !== 'awaiting-hello' && this.#state !== 'awaiting-auth') this.#connection.send({ type: 'pong', seq: message.seq });
+        if (this.#state !== 'awaiting-hello' && this.#state !== 'awaiting-auth') this.#connection.send({ type: 'pong', seq: message.seq, ...processLoad() });
         return;
       case 'shutdown':
         if (this.#state === 'serving' || this.#state === 'authenticated') return void this.#onShutdown(message);

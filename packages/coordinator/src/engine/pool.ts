@@ -37,6 +37,9 @@ export interface WorkerStats {
    * instance's thread); the others are served through the daemon's port. See ARCHITECTURE.md.
    */
   directSlots: number;
+  /** The daemon process's CPU (% of one core) and resident memory, from its heartbeat answers; undefined until known (or from a daemon too old to send them). */
+  daemonCpuPercent: number | undefined;
+  daemonRssBytes: number | undefined;
 }
 
 /**
@@ -114,7 +117,7 @@ export class WorkerPool {
     const endpoint: Endpoint = {
       local, localWorkers: local ? spec.local : 0, label, address: local ? null : spec, daemon: null, session: null,
       connecting: false, failures: 0, joinedOnce: false, retry: null, retiring: false, removed: false,
-      stats: { address: label, state: 'connecting', slots: 0, jobs: 0, busyMs: 0, failures: 0, losses: 0, reconnects: 0, roundTripMs: undefined, credit: 0, directSlots: 0 },
+      stats: { address: label, state: 'connecting', slots: 0, jobs: 0, busyMs: 0, failures: 0, losses: 0, reconnects: 0, roundTripMs: undefined, credit: 0, directSlots: 0, daemonCpuPercent: undefined, daemonRssBytes: undefined },
     };
     this.endpoints.push(endpoint);
     return endpoint;
